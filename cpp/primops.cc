@@ -1,0 +1,158 @@
+// primops.cc: the Nix-language entry points of the plugin (plugins cannot add `nix` subcommands).
+//
+//   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
+//                           forceDrvPaths ? true; argv ? [ ]; }
+//   builtins.evalcostMeasure label value
+//
+// Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
+// nix::Error so that Nix prints them like any evaluation error instead of terminating.
+#include "shim.hh"
+#include "walk.hh"
+#include "nix-evalcost/src/bridge.rs.h"
+
+#include <unistd.h>
+
+namespace evalcost {
+
+namespace {
+
+nix::Value * optionalAttr(nix::EvalState & state, nix::Value & args, const char * name)
+{
+    auto * attr = args.attrs()->get(state.symbols.create(name));
+    return attr ? attr->value : nullptr;
+}
+
+std::string requiredString(nix::EvalState & state, nix::Value & args, const char * name, nix::PosIdx pos)
+{
+    auto * v = optionalAttr(state, args, name);
+    if (!v) throw nix::Error("builtins.evalcostWalk: the attribute '%s' is required", name);
+    return std::string(state.forceStringNoCtx(*v, pos, "while evaluating an argument of builtins.evalcostWalk"));
+}
+
+rust::Vec<rust::String> stringList(nix::EvalState & state, nix::Value & list, nix::PosIdx pos)
+{
+    rust::Vec<rust::String> out;
+    state.forceList(list, pos, "while evaluating a list argument of builtins.evalcostWalk");
+    for (auto * item : list.listItems())
+        out.push_back(rust::String(std::string(
+            state.forceStringNoCtx(*item, pos, "while evaluating a list argument of builtins.evalcostWalk"))));
+    return out;
+}
+
+std::string currentDirectory()
+{
+    char buf[4096];
+    return getcwd(buf, sizeof buf) ? std::string(buf) : std::string("/");
+}
+
+WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosIdx pos)
+{
+    state.forceAttrs(args, pos, "while evaluating the argument of builtins.evalcostWalk");
+    WalkRequest r{};
+    r.flake = requiredString(state, args, "flake", pos);
+    r.report = requiredString(state, args, "report", pos);
+    r.base_dir = optionalAttr(state, args, "baseDir") ? requiredString(state, args, "baseDir", pos) : currentDirectory();
+    r.force_drv_paths = true;
+    if (auto * v = optionalAttr(state, args, "forceDrvPaths"))
+        r.force_drv_paths = state.forceBool(*v, pos, "while evaluating forceDrvPaths");
+    r.all_systems = false;
+    if (auto * v = optionalAttr(state, args, "systems")) {
+        state.forceValue(*v, pos);
+        if (v->type() == nix::nString && v->string_view() == "all")
+            r.all_systems = true;
+        else
+            r.systems = stringList(state, *v, pos);
+    } else {
+        r.systems.push_back(rust::String(nix::settings.thisSystem.get()));
+    }
+    if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
+    return r;
+}
+
+void summaryToValue(nix::EvalState & state, const WalkSummary & summary, nix::Value & v)
+{
+    auto attrs = state.buildBindings(4);
+    attrs.alloc("report").mkString(std::string(summary.report));
+    attrs.alloc("nodes").mkInt(int64_t(summary.nodes));
+    attrs.alloc("errors").mkInt(int64_t(summary.errors));
+    attrs.alloc("interrupted").mkBool(summary.interrupted);
+    v.mkAttrs(attrs);
+}
+
+void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args, nix::Value & v)
+{
+    if (!plugin_enabled())
+        throw nix::Error("nix-evalcost is disabled (NIX_EVALCOST=0): builtins.evalcostWalk measures nothing");
+    ActiveState active(state);
+    try {
+        auto request = readWalkRequest(state, *args[0], pos);
+        walk_begin(WalkRequest(request)); // Rust keeps its own copy
+        try {
+            walkFlake(state, request);
+        } catch (nix::Interrupted &) {
+            walk_finish(/*interrupted=*/true); // Ctrl-C: a valid partial report, then stop as Nix does.
+            throw;
+        } catch (...) {
+            walk_abandon(); // the flake could not be loaded: no report rather than a misleading one
+            throw;
+        }
+        summaryToValue(state, walk_finish(/*interrupted=*/false), v);
+    } catch (rust::Error & e) {
+        throw nix::Error("nix-evalcost: %s", e.what());
+    }
+}
+
+void primMeasure(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args, nix::Value & v)
+{
+    if (!plugin_enabled()) {
+        state.forceValue(*args[1], pos);
+        v = *args[1];
+        return;
+    }
+    std::string label(state.forceStringNoCtx(*args[0], pos, "while evaluating the label of builtins.evalcostMeasure"));
+    ActiveState active(state);
+    try {
+        uint32_t node = measure_enter(label);
+        try {
+            state.forceValue(*args[1], pos);
+        } catch (nix::Interrupted &) {
+            throw;
+        } catch (nix::BaseError & e) {
+            measure_exit(node, e.info().msg.str());
+            throw; // measuring must not change what the expression does
+        }
+        measure_exit(node, "");
+    } catch (rust::Error & e) {
+        throw nix::Error("nix-evalcost: %s", e.what());
+    }
+    v = *args[1];
+}
+
+} // namespace
+
+void register_primops()
+{
+    nix::PrimOp walk{
+        .name = "__evalcostWalk",
+        .args = {"args"},
+        .doc = R"(
+          Lock a flake, walk its outputs like `nix flake show` and write a JSON report of what
+          evaluating each output cost. Used by `nix-evalcost profile`; see docs/plugin.md.
+        )",
+    };
+    compat::setPrimOpImpl(walk, primWalk);
+    nix::RegisterPrimOp{std::move(walk)};
+
+    nix::PrimOp measure{
+        .name = "__evalcostMeasure",
+        .args = {"label", "value"},
+        .doc = R"(
+          Return `value`, forced to weak head normal form, and charge what forcing it cost to
+          `label` in the nix-evalcost report. See docs/plugin.md.
+        )",
+    };
+    compat::setPrimOpImpl(measure, primMeasure);
+    nix::RegisterPrimOp{std::move(measure)};
+}
+
+} // namespace evalcost

@@ -1,0 +1,168 @@
+// walk.cc: where the flake's outputs are walked.
+//
+// Which children to visit is decided by Rust (src/walk_policy.rs); this file only forces values,
+// classifies them and catches Nix errors so that one failing output does not stop the walk.
+#include "walk.hh"
+#include "nix-evalcost/src/bridge.rs.h"
+
+namespace evalcost {
+
+namespace {
+
+constexpr uint32_t ROOT = UINT32_MAX; // keep in sync with bridge::ROOT
+
+std::string kindOf(const nix::Value & v)
+{
+    switch (v.type()) {
+    case nix::nInt:
+    case nix::nFloat: return "number";
+    case nix::nBool: return "bool";
+    case nix::nString: return "string";
+    case nix::nPath: return "path";
+    case nix::nNull: return "null";
+    case nix::nAttrs: return "attrset";
+    case nix::nList: return "list";
+    case nix::nFunction: return "function";
+    case nix::nExternal: return "external";
+    default: return "thunk";
+    }
+}
+
+// The error text without Nix's "error:" prefix or trace; ANSI escapes are stripped in Rust.
+std::string messageOf(const nix::BaseError & e) { return e.info().msg.str(); }
+
+class Walker
+{
+    nix::EvalState & state;
+    const bool forceDrvPaths;
+
+public:
+    Walker(nix::EvalState & state, bool forceDrvPaths) : state(state), forceDrvPaths(forceDrvPaths) {}
+
+    void walkChildren(nix::Value & attrs, uint32_t node)
+    {
+        rust::Vec<rust::String> names;
+        for (auto * attr : attrs.attrs()->lexicographicOrder(state.symbols))
+            names.push_back(rust::String(std::string(state.symbols[attr->name])));
+        ChildPlan plan = plan_children(node, std::move(names));
+        if (plan.only_if_recurse_for_derivations && !recursesForDerivations(attrs)) return;
+        for (auto & name : plan.names) {
+            auto * attr = attrs.attrs()->get(state.symbols.create(std::string(name)));
+            if (!attr) continue;
+            visit(node_enter(node, name), *attr->value, plan.select);
+        }
+    }
+
+private:
+    // Evaluate one node and its children; always leaves the node closed in Rust.
+    void visit(uint32_t node, nix::Value & value, const rust::Vec<rust::String> & select)
+    {
+        NodeFacts facts{"error", "", ""};
+        try {
+            // 2.26's evaluator never checks for Ctrl-C itself; checking here makes a walk
+            // stoppable between nodes.
+            nix::checkInterrupt();
+            nix::Value & v = selectPath(value, select);
+            facts.kind = kindOf(v);
+            if (v.type() == nix::nAttrs) {
+                auto type = typeAttr(v);
+                if (type == "derivation") {
+                    facts.kind = "derivation";
+                    if (forceDrvPaths) facts.drv_path = drvPath(v);
+                } else if (type == "app") {
+                    facts.kind = "app";
+                } else {
+                    walkChildren(v, node);
+                }
+            }
+        } catch (nix::Interrupted &) {
+            throw; // Ctrl-C: Rust closes the open nodes when the walk finishes.
+        } catch (nix::BaseError & e) {
+            facts.kind = "error";
+            facts.error = messageOf(e);
+        } catch (std::exception & e) {
+            facts.kind = "error";
+            facts.error = e.what();
+        }
+        node_exit(node, facts);
+    }
+
+    nix::Value & selectPath(nix::Value & start, const rust::Vec<rust::String> & path)
+    {
+        nix::Value * cur = &start;
+        state.forceValue(*cur, nix::noPos);
+        for (auto & component : path) {
+            std::string name(component);
+            state.forceAttrs(*cur, nix::noPos, "while selecting an entry point");
+            auto * attr = cur->attrs()->get(state.symbols.create(name));
+            if (!attr) throw nix::Error("attribute '%s' missing", name);
+            cur = attr->value;
+            state.forceValue(*cur, attr->pos);
+        }
+        return *cur;
+    }
+
+    std::string typeAttr(nix::Value & v)
+    {
+        auto * attr = v.attrs()->get(state.sType);
+        if (!attr) return "";
+        state.forceValue(*attr->value, attr->pos);
+        if (attr->value->type() != nix::nString) return "";
+        return std::string(attr->value->string_view());
+    }
+
+    std::string drvPath(nix::Value & v)
+    {
+        auto * attr = v.attrs()->get(state.sDrvPath);
+        if (!attr) return "";
+        nix::NixStringContext context;
+        return std::string(state.forceString(*attr->value, context, attr->pos, "while evaluating drvPath"));
+    }
+
+    bool recursesForDerivations(nix::Value & v)
+    {
+        auto * attr = v.attrs()->get(state.sRecurseForDerivations);
+        return attr && state.forceBool(*attr->value, attr->pos, "while evaluating recurseForDerivations");
+    }
+};
+
+FlakeFacts describeFlake(const nix::flake::LockedFlake & locked, const std::string & original)
+{
+    auto & ref = locked.flake.lockedRef;
+    auto rev = ref.input.getRev();
+    auto narHash = ref.input.getNarHash();
+    auto lastModified = ref.input.getLastModified();
+    auto dirtyRev = nix::fetchers::maybeGetStrAttr(ref.input.attrs, "dirtyRev");
+    return FlakeFacts{
+        .original_ref = original,
+        .locked_url = ref.to_string(),
+        .rev = rev ? rev->gitRev() : "",
+        .dirty_rev = dirtyRev.value_or(""),
+        .nar_hash = narHash ? narHash->to_string(nix::HashFormat::SRI, true) : "",
+        .last_modified = lastModified ? int64_t(*lastModified) : -1,
+    };
+}
+
+} // namespace
+
+void walkFlake(nix::EvalState & state, const WalkRequest & request)
+{
+    walk_phase("fetch-lock");
+    std::string original(request.flake);
+    auto ref = compat::parseFlakeRefAt(state, original, std::string(request.base_dir));
+    auto locked = compat::lockFlakeInMemory(state, ref);
+    walk_flake(describeFlake(locked, original));
+
+    walk_phase("outputs");
+    auto * flake = state.allocValue();
+    nix::flake::callFlake(state, locked, *flake);
+    state.forceAttrs(*flake, nix::noPos, "while evaluating the flake");
+    auto * outputs = flake->attrs()->get(state.symbols.create("outputs"));
+    if (!outputs) throw nix::Error("flake '%s' has no outputs", original);
+    state.forceAttrs(*outputs->value, nix::noPos, "while evaluating the flake's outputs");
+
+    walk_phase("walk");
+    Walker(state, request.force_drv_paths).walkChildren(*outputs->value, ROOT);
+}
+
+} // namespace evalcost

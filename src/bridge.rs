@@ -1,0 +1,110 @@
+//! The cxx bridge between the C++ shim (`cpp/`) and the Rust core. Declarations only: the
+//! Rust functions are implemented in `plugin.rs`, the C++ ones in `cpp/*.cc`.
+
+// The extern "Rust" functions below are resolved here (cxx looks them up in `super`).
+use crate::plugin::{
+    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, walk_abandon,
+    walk_begin, walk_finish, walk_flake, walk_phase,
+};
+
+#[cxx::bridge(namespace = "evalcost")]
+pub mod ffi {
+    /// Nix's cumulative counters at one instant, as the shim reads them (`cpp/counters.cc`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    struct RawCounters {
+        thunks: u64,
+        function_calls: u64,
+        primop_calls: u64,
+        lookups: u64,
+        values: u64,
+        envs: u64,
+        values_in_envs: u64,
+        list_elems: u64,
+        list_concats: u64,
+        attrsets: u64,
+        attrs_in_attrsets: u64,
+        op_updates: u64,
+        op_update_values_copied: u64,
+        avoided: u64,
+        gc_total_bytes: u64,
+        gc_heap_bytes: u64,
+        gc_cycles: u64,
+    }
+
+    /// `sizeof` of Nix's evaluator structures, for Nix's own byte accounting.
+    #[derive(Clone, Copy, Debug)]
+    struct NixSizes {
+        value: u64,
+        env: u64,
+        bindings: u64,
+        attr: u64,
+        pointer: u64,
+    }
+
+    /// The arguments of `builtins.evalcostWalk`, as the shim read them.
+    struct WalkRequest {
+        flake: String,
+        base_dir: String,
+        report: String,
+        systems: Vec<String>,
+        all_systems: bool,
+        force_drv_paths: bool,
+        argv: Vec<String>,
+    }
+
+    /// What the shim learned about the flake while locking it. Empty string: unknown.
+    struct FlakeFacts {
+        original_ref: String,
+        locked_url: String,
+        rev: String,
+        dirty_rev: String,
+        nar_hash: String,
+        last_modified: i64,
+    }
+
+    /// What the shim observed about one walked node.
+    struct NodeFacts {
+        kind: String,
+        drv_path: String,
+        error: String,
+    }
+
+    /// Which children of an attribute set the walk visits, and what to select in each.
+    struct ChildPlan {
+        names: Vec<String>,
+        only_if_recurse_for_derivations: bool,
+        select: Vec<String>,
+    }
+
+    struct WalkSummary {
+        report: String,
+        nodes: u64,
+        errors: u64,
+        interrupted: bool,
+    }
+
+    extern "Rust" {
+        fn plugin_enabled() -> bool;
+        fn walk_begin(request: WalkRequest) -> Result<()>;
+        fn walk_phase(name: &str) -> Result<()>;
+        fn walk_flake(facts: FlakeFacts) -> Result<()>;
+        fn node_enter(parent: u32, name: &str) -> Result<u32>;
+        fn node_exit(node: u32, facts: &NodeFacts) -> Result<()>;
+        fn plan_children(node: u32, names: Vec<String>) -> Result<ChildPlan>;
+        fn walk_finish(interrupted: bool) -> Result<WalkSummary>;
+        fn walk_abandon();
+        fn measure_enter(label: &str) -> Result<u32>;
+        fn measure_exit(node: u32, error: &str) -> Result<()>;
+    }
+
+    unsafe extern "C++" {
+        include!("nix-evalcost/cpp/shim.hh");
+        fn read_counters() -> RawCounters;
+        fn nix_sizes() -> NixSizes;
+        fn nix_version() -> String;
+        fn register_primops() -> Result<()>;
+    }
+}
+
+/// The parent id of top-level nodes.
+pub const ROOT: u32 = u32::MAX;

@@ -1,0 +1,2 @@
+//! Renderers: one module per output format.
+pub mod table;

@@ -1,0 +1,137 @@
+//! The `nix-evalcost` command on real Nix: the example flake, bad input, Ctrl-C.
+
+mod common;
+use common::*;
+use nix_evalcost::report::Kind;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn example_flake() -> String {
+    format!("path:{}/examples/flake", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn example_flake_profile_prints_a_table() {
+    let run = profile(&example_flake(), &["--metric", "fncalls", "--top", "5"]);
+    run.assert_success();
+    let stdout = run.stdout();
+    let report = run.report();
+    let sys = current_system();
+    // The expensive output tops the table, the broken one is recorded, the hidden set is not walked.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[2].starts_with("fncalls"), "{stdout}");
+    assert!(lines[3].ends_with(&format!("packages.{sys}.fib-table")), "{stdout}");
+    assert_eq!(lines.len(), 3 + 5, "{stdout}");
+    assert!(stdout.contains("1 errors"), "{stdout}");
+    assert!(node(&report, &format!("packages.{sys}.broken")).error.as_deref().unwrap().contains("broken on purpose"));
+    assert_eq!(node(&report, &format!("apps.{sys}.hello")).kind, Kind::App);
+    assert_eq!(node(&report, "lib.fib").kind, Kind::Function);
+    assert_eq!(node(&report, &format!("legacyPackages.{sys}.tools.extra.profiler")).kind, Kind::Derivation);
+    assert!(!paths(&report).iter().any(|p| p.contains("internal.helper")));
+    assert!(!paths(&report).iter().any(|p| p.contains("aarch64-linux")));
+    assert!(run.stderr().contains("report written to"));
+}
+
+#[test]
+fn report_command_prints_tables_of_several_reports() {
+    let flake = flake_with(FIB, "{ lib.a = fib 10; lib.b = fib 5; }");
+    let first = profile(&flake.url(), &[]);
+    first.assert_success();
+    let out = Command::new(bin())
+        .args(["report", "--metric", "fncalls"])
+        .arg(&first.report_path)
+        .arg(&first.report_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches("== ").count(), 2, "{stdout}");
+    let row = stdout.lines().find(|l| l.ends_with("lib.a")).unwrap();
+    assert!(row.trim_start().starts_with("177 "), "{row}"); // fib 10 makes 177 calls
+}
+
+fn one_line_error(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = stderr.lines().last().unwrap_or("").to_string();
+    assert!(last.starts_with("nix-evalcost: error: "), "{stderr}");
+    last
+}
+
+#[test]
+fn wrong_flake_ref_fails_with_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("r.json");
+    let out = Command::new(bin())
+        .args(["profile", "path:/nonexistent/flake", "--no-progress", "-o"])
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line_error(&out);
+    assert!(line.contains("path:/nonexistent/flake") && line.contains("does not exist"), "{line}");
+    assert_file_absent(&out_file);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no staging file left");
+}
+
+#[test]
+fn missing_plugin_and_missing_nix_are_explained() {
+    let out = Command::new(bin()).args(["profile", "--plugin", "/nope/libnix_evalcost.so"]).output().unwrap();
+    assert!(one_line_error(&out).contains("--plugin"));
+    let out = Command::new(bin()).args(["profile", "--nix", "/nope/nix"]).output().unwrap();
+    let line = one_line_error(&out);
+    assert!(line.contains("/nope/nix") && line.contains("--nix"), "{line}");
+    // A file that is not our plugin.
+    let out = Command::new(bin()).args(["profile", "--plugin", "/bin/sh"]).output().unwrap();
+    assert!(one_line_error(&out).contains("not a nix-evalcost plugin"));
+}
+
+#[test]
+fn bad_reports_exit_2_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"schema\": \"nix-evalcost/report\", \"schema_version\": 1, \"meta\": {").unwrap();
+    let out = Command::new(bin()).arg("report").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line_error(&out);
+    assert!(line.contains("bad.json") && line.contains("truncated"), "{line}");
+    assert!(out.stdout.is_empty());
+    let out = Command::new(bin()).args(["report", "--metric", "bogus", "x.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of: wall"));
+}
+
+#[test]
+fn ctrl_c_leaves_a_valid_partial_report() {
+    // 40 slow outputs: long enough to interrupt in the middle.
+    let sys = current_system();
+    let outputs: String = (0..40).map(|i| format!("p{i:02} = builtins.seq (fib 21) ({});", mk_drv(&sys, &format!("p{i}")))).collect();
+    let flake = flake_with(FIB, &format!("{{ packages.{sys} = {{ {outputs} }}; }}"));
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("partial.json");
+    let mut child = Command::new(bin())
+        .args(["profile", &flake.url(), "--no-progress", "-o"])
+        .arg(&report_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0) // a process group of its own, as a terminal would make
+        .spawn()
+        .unwrap();
+    // Wait until Nix has started walking (its store holds the flake), then press Ctrl-C.
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: signalling the process group we just created.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let report = nix_evalcost::report_io::read_report(&report_path).unwrap();
+    assert!(!report.meta.complete);
+    let walked = report.nodes.iter().filter(|n| n.is_derivation).count();
+    assert!(walked < 40, "walk was not interrupted ({walked} outputs)");
+    let mut sum = report.unattributed;
+    report.nodes.iter().for_each(|n| sum.add(&n.cost));
+    assert_eq!(sum, report.totals);
+}

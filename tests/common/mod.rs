@@ -1,0 +1,140 @@
+//! Helpers for the integration tests: temporary flakes, and runs of the real `nix` with the
+//! real plugin, through the CLI or directly.
+#![allow(dead_code)]
+
+use nix_evalcost::report::{Node, Report};
+use nix_evalcost::report_io::read_report;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nix-evalcost"))
+}
+
+/// The plugin cargo built beside the binary.
+pub fn plugin() -> PathBuf {
+    bin().parent().unwrap().join("libnix_evalcost.so")
+}
+
+pub struct Flake {
+    pub dir: tempfile::TempDir,
+}
+
+impl Flake {
+    /// A flake whose flake.nix is `source`; further files from `files`.
+    pub fn new(source: &str, files: &[(&str, &str)]) -> Flake {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("flake.nix"), source).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Flake { dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("path:{}", self.dir.path().display())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A flake with `outputs = { self }: let <lets> in <outputs>`.
+pub fn flake_with(lets: &str, outputs: &str) -> Flake {
+    Flake::new(&format!("{{ outputs = {{ self }}: let {lets} in {outputs}; }}"), &[])
+}
+
+pub const FIB: &str = "fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2);";
+
+pub fn mk_drv(system: &str, name: &str) -> String {
+    format!("derivation {{ name = \"{name}\"; system = \"{system}\"; builder = \"/bin/sh\"; }}")
+}
+
+pub struct Run {
+    pub output: Output,
+    pub report_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn report(&self) -> Report {
+        read_report(&self.report_path).unwrap_or_else(|e| panic!("{e}\nstderr:\n{}", self.stderr()))
+    }
+    pub fn assert_success(&self) -> &Self {
+        assert!(self.output.status.success(), "status {:?}\nstdout:\n{}\nstderr:\n{}", self.output.status, self.stdout(), self.stderr());
+        self
+    }
+}
+
+/// `nix-evalcost profile FLAKE ARGS... -o <tmp>/report.json --no-progress`.
+pub fn profile(flake: &str, args: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let output = Command::new(bin())
+        .arg("profile")
+        .arg(flake)
+        .arg("-o")
+        .arg(&report_path)
+        .arg("--no-progress")
+        .args(args)
+        .output()
+        .unwrap();
+    Run { output, report_path, _dir: dir }
+}
+
+/// Runs `nix eval --expr EXPR` with the plugin loaded and NIX_SHOW_STATS on; returns the
+/// output and the stats JSON. `{report}` in EXPR is replaced by a fresh report path.
+pub fn nix_eval_with_stats(expr: &str, env: &[(&str, &str)]) -> (Run, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let stats_path = dir.path().join("stats.json");
+    let expr = expr.replace("{report}", &report_path.display().to_string());
+    let output = Command::new("nix")
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--json", "--expr", &expr])
+        .env("NIX_SHOW_STATS", "1")
+        .env("NIX_SHOW_STATS_PATH", &stats_path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stats = std::fs::read_to_string(&stats_path)
+        .map(|s| serde_json::from_str(&s).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    (Run { output, report_path, _dir: dir }, stats)
+}
+
+pub fn walk_expr(flake: &Flake, extra: &str) -> String {
+    format!("builtins.evalcostWalk {{ flake = \"{}\"; report = \"{{report}}\"; {extra} }}", flake.url())
+}
+
+pub fn node<'a>(report: &'a Report, path: &str) -> &'a Node {
+    report
+        .nodes
+        .iter()
+        .find(|n| n.path.join(".") == path)
+        .unwrap_or_else(|| panic!("no node {path}; have {:?}", paths(report)))
+}
+
+pub fn paths(report: &Report) -> Vec<String> {
+    report.nodes.iter().map(|n| n.path.join(".")).collect()
+}
+
+pub fn current_system() -> String {
+    let out = Command::new("nix")
+        .args(["--extra-experimental-features", "nix-command", "eval", "--raw", "--impure", "--expr", "builtins.currentSystem"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn assert_file_absent(path: &Path) {
+    assert!(!path.exists(), "{} should not exist", path.display());
+}

@@ -1,0 +1,336 @@
+//! The plugin's walk, on real Nix: exact counts, conservation against NIX_SHOW_STATS, errors,
+//! the walk policy, systems, the report file.
+
+mod common;
+use common::*;
+use nix_evalcost::cost::Cost;
+use nix_evalcost::report::Kind;
+use serde_json::Value;
+
+/// Number of calls naive fib makes: 2*F(n+1) - 1.
+fn fib_calls(n: u64) -> u64 {
+    let (mut a, mut b) = (0u64, 1u64); // F(0), F(1)
+    for _ in 0..n + 1 {
+        (a, b) = (b, a + b);
+    }
+    2 * a - 1
+}
+
+#[test]
+fn fib_output_is_charged_its_exact_calls() {
+    let flake = flake_with(FIB, "{ lib.fib15 = fib 15; lib.fib10 = fib 10; }");
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let report = run.report();
+    for (path, n) in [("lib.fib15", 15), ("lib.fib10", 10)] {
+        let node = node(&report, path);
+        let calls = fib_calls(n);
+        assert_eq!(node.kind, Kind::Number);
+        // every call evaluates `n < 2`; every inner call `n - 1` and `n - 2`: all are primops.
+        assert_eq!(node.cost.function_calls, calls, "{path}");
+        assert_eq!(node.cost.primop_calls, 2 * calls - 1, "{path}");
+        // the arguments `n - 1` and `n - 2` of each inner call are thunks.
+        assert_eq!(node.cost.thunks, calls - 1, "{path}");
+    }
+    assert_eq!(fib_calls(15), 1973);
+}
+
+fn stat(stats: &Value, pointer: &str) -> u64 {
+    stats.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("no {pointer} in {stats}"))
+}
+
+fn sum_of_nodes(report: &nix_evalcost::report::Report) -> Cost {
+    let mut sum = report.unattributed;
+    for n in &report.nodes {
+        sum.add(&n.cost);
+    }
+    sum
+}
+
+#[test]
+fn conservation_and_totals_match_nix_show_stats() {
+    let flake = flake_with(
+        &format!("{FIB} sys = \"x86_64-linux\";"),
+        &format!(
+            "{{ packages.x86_64-linux = {{ a = {}; b = {}; }}; lib.f = fib 12; lib.l = builtins.genList (x: x * 2) 100; \
+              legacyPackages.x86_64-linux.s = {{ recurseForDerivations = true; c = {}; }}; lib.bad = throw \"no\"; }}",
+            mk_drv("x86_64-linux", "a"),
+            mk_drv("x86_64-linux", "b"),
+            mk_drv("x86_64-linux", "c"),
+        ),
+    );
+    let (run, stats) = nix_eval_with_stats(&walk_expr(&flake, "systems = [ \"x86_64-linux\" ];"), &[]);
+    run.assert_success();
+    let report = run.report();
+    let t = &report.totals;
+    let s = &report.sizes;
+
+    // Totals are what Nix itself reports for the same process.
+    assert_eq!(t.thunks, stat(&stats, "/nrThunks"));
+    assert_eq!(t.function_calls, stat(&stats, "/nrFunctionCalls"));
+    assert_eq!(t.primop_calls, stat(&stats, "/nrPrimOpCalls"));
+    assert_eq!(t.lookups, stat(&stats, "/nrLookups"));
+    assert_eq!(t.values, stat(&stats, "/values/number"));
+    assert_eq!(t.values_bytes(s), stat(&stats, "/values/bytes"));
+    assert_eq!(t.envs, stat(&stats, "/envs/number"));
+    assert_eq!(t.values_in_envs, stat(&stats, "/envs/elements"));
+    assert_eq!(t.envs_bytes(s), stat(&stats, "/envs/bytes"));
+    assert_eq!(t.list_elems, stat(&stats, "/list/elements"));
+    assert_eq!(t.list_bytes(s), stat(&stats, "/list/bytes"));
+    assert_eq!(t.list_concats, stat(&stats, "/list/concats"));
+    assert_eq!(t.attrsets, stat(&stats, "/sets/number"));
+    assert_eq!(t.attrs_in_attrsets, stat(&stats, "/sets/elements"));
+    assert_eq!(t.attrsets_bytes(s), stat(&stats, "/sets/bytes"));
+    assert_eq!(t.op_updates, stat(&stats, "/nrOpUpdates"));
+    assert_eq!(t.op_update_values_copied, stat(&stats, "/nrOpUpdateValuesCopied"));
+    assert_eq!(t.avoided, stat(&stats, "/nrAvoided"));
+    assert_eq!(t.gc_bytes, stat(&stats, "/gc/totalBytes"));
+    assert_eq!(s.value, stat(&stats, "/sizes/Value"));
+    assert_eq!(s.env, stat(&stats, "/sizes/Env"));
+
+    // Conservation: every unit of every counter is charged exactly once.
+    assert_eq!(sum_of_nodes(&report), *t);
+    // The walk did real work and loading the flake is unattributed.
+    assert!(node(&report, "lib.f").cost.function_calls == fib_calls(12));
+    assert!(report.unattributed.values > 0);
+    assert!(report.nodes.iter().all(|n| n.calls == 1));
+}
+
+#[test]
+fn phases_cover_the_run() {
+    let flake = flake_with(FIB, "{ lib.x = fib 10; }");
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let report = run.report();
+    let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["fetch-lock", "outputs", "walk", "total"]);
+    let walk = report.phase("walk").unwrap();
+    assert_eq!(walk.cost.function_calls, fib_calls(10));
+    let mut parts = Cost::default();
+    for p in &report.phases[..3] {
+        parts.add(&p.cost);
+    }
+    let total = report.phase("total").unwrap().cost;
+    assert!(parts.function_calls <= total.function_calls && parts.wall_ns <= total.wall_ns);
+    assert!(total.wall_ns <= report.totals.wall_ns);
+}
+
+#[test]
+fn errors_are_recorded_and_the_walk_goes_on() {
+    let sys = current_system();
+    let good = mk_drv(&sys, "good");
+    let flake = flake_with(
+        "",
+        &format!(
+            "{{ packages.{sys} = {{ a-throw = throw \"boom\"; b-assert = assert 1 == 2; {good}; c-abort = abort \"stop\"; \
+               d-missing = {{ }}.nope; e-loop = let x = x; in x; f-type = 1 + \"a\"; g-good = {good}; \
+               h-drv-fails = derivation {{ name = \"h\"; system = \"{sys}\"; builder = throw \"no builder\"; }}; }}; }}"
+        ),
+    );
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let stdout = run.stdout();
+    assert!(stdout.contains("6 errors"), "{stdout}");
+    let report = run.report();
+    let expect = [
+        ("a-throw", "boom"),
+        ("b-assert", "assertion '(1 == 2)' failed"),
+        ("c-abort", "evaluation aborted with the following error message: 'stop'"),
+        ("d-missing", "attribute 'nope' missing"),
+        ("e-loop", "infinite recursion encountered"),
+        ("f-type", "cannot add a string to an integer"),
+    ];
+    for (name, message) in expect {
+        let n = node(&report, &format!("packages.{sys}.{name}"));
+        assert_eq!(n.kind, Kind::Error, "{name}");
+        let error = n.error.as_deref().unwrap();
+        assert!(error.contains(message), "{name}: {error}");
+        assert!(!error.contains('\x1b'), "ANSI left in {error:?}");
+    }
+    let h = node(&report, &format!("packages.{sys}.h-drv-fails"));
+    assert!(h.error.as_deref().unwrap().contains("no builder"));
+    let g = node(&report, &format!("packages.{sys}.g-good"));
+    assert_eq!(g.kind, Kind::Derivation);
+    assert!(g.drv_path.as_deref().unwrap().ends_with("-good.drv"));
+    assert_eq!(sum_of_nodes(&report), report.totals);
+}
+
+#[test]
+fn recurse_for_derivations_is_respected() {
+    let sys = current_system();
+    let d = |n: &str| mk_drv(&sys, n);
+    let flake = flake_with(
+        "",
+        &format!(
+            "{{ legacyPackages.{sys} = {{ top = {}; yes = {{ recurseForDerivations = true; p = {}; deeper = {{ recurseForDerivations = true; q = {}; }}; }}; \
+               no = {{ p = {}; }}; off = {{ recurseForDerivations = false; p = {}; }}; }}; \
+               other = {{ recurseForDerivations = true; r = {}; }}; plainset = {{ s = {}; }}; }}",
+            d("top"), d("p"), d("q"), d("p"), d("p"), d("r"), d("s")
+        ),
+    );
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let mut got = paths(&run.report());
+    got.sort();
+    let lp = format!("legacyPackages.{sys}");
+    let mut want = vec![
+        "legacyPackages".to_string(),
+        lp.clone(),
+        format!("{lp}.no"),
+        format!("{lp}.off"),
+        format!("{lp}.top"),
+        format!("{lp}.yes"),
+        format!("{lp}.yes.deeper"),
+        format!("{lp}.yes.deeper.q"),
+        format!("{lp}.yes.p"),
+        "other".into(),
+        "other.r".into(),
+        "plainset".into(),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn systems_are_selected() {
+    let outputs = format!(
+        "{{ packages.x86_64-linux.a = {}; packages.aarch64-darwin.a = {}; formatter.aarch64-darwin = {}; }}",
+        mk_drv("x86_64-linux", "a"),
+        mk_drv("aarch64-darwin", "a"),
+        mk_drv("aarch64-darwin", "fmt")
+    );
+    let flake = flake_with("", &outputs);
+    let systems_of = |args: &[&str]| {
+        let run = profile(&flake.url(), args);
+        run.assert_success();
+        let mut s: Vec<String> = run.report().nodes.iter().filter_map(|n| n.system.clone()).collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    assert_eq!(systems_of(&[]), vec![current_system()]);
+    assert_eq!(systems_of(&["--systems", "aarch64-darwin"]), vec!["aarch64-darwin"]);
+    assert_eq!(systems_of(&["--systems", "all"]), vec!["aarch64-darwin", "x86_64-linux"]);
+    let run = profile(&flake.url(), &["--systems", "aarch64-darwin"]);
+    let report = run.report();
+    assert_eq!(report.meta.systems, vec!["aarch64-darwin"]);
+    assert_eq!(node(&report, "formatter.aarch64-darwin").kind, Kind::Derivation);
+}
+
+#[test]
+fn configurations_are_charged_their_toplevel() {
+    let sys = current_system();
+    let flake = flake_with(
+        FIB,
+        &format!(
+            "{{ nixosConfigurations.host = {{ config.system.build.toplevel = builtins.seq (fib 8) ({}); }}; \
+               nixosConfigurations.nope = {{ config = {{ }}; }}; }}",
+            mk_drv(&sys, "toplevel")
+        ),
+    );
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let report = run.report();
+    let host = node(&report, "nixosConfigurations.host");
+    assert_eq!(host.kind, Kind::Derivation);
+    assert_eq!(host.cost.function_calls, fib_calls(8));
+    assert!(host.drv_path.as_deref().unwrap().ends_with("-toplevel.drv"));
+    assert!(node(&report, "nixosConfigurations.nope").error.as_deref().unwrap().contains("'system' missing"));
+}
+
+#[test]
+fn report_records_flake_and_meta_and_round_trips() {
+    let flake = flake_with("", "{ lib.x = 1; }");
+    let run = profile(&flake.url(), &[]);
+    run.assert_success();
+    let report = run.report();
+    let f = report.meta.flake.as_ref().unwrap();
+    assert_eq!(f.original_ref, flake.url());
+    assert!(f.nar_hash.as_deref().unwrap().starts_with("sha256-"), "{f:?}");
+    assert!(f.last_modified.is_some());
+    assert!(f.locked_url.starts_with("path:"), "{}", f.locked_url);
+    assert!(report.meta.complete);
+    assert!(report.meta.nix_version.starts_with("2."));
+    assert_eq!(report.meta.mode, "walk");
+    assert!(report.meta.argv.iter().any(|a| a == "profile"));
+    assert!(!report.meta.hostname.is_empty());
+    // A report survives a write and read unchanged, gzipped or not.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["again.json", "again.json.gz"] {
+        let p = dir.path().join(name);
+        nix_evalcost::report_io::write_report(&p, &report).unwrap();
+        assert_eq!(nix_evalcost::report_io::read_report(&p).unwrap(), report);
+    }
+}
+
+#[test]
+fn gzip_report_when_the_name_ends_in_gz() {
+    let flake = flake_with("", "{ lib.x = 1; }");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json.gz");
+    let status = std::process::Command::new(bin())
+        .args(["profile", &flake.url(), "--no-progress", "-o"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(&std::fs::read(&out).unwrap()[..2], &[0x1f, 0x8b]);
+    assert_eq!(nix_evalcost::report_io::read_report(&out).unwrap().nodes.len(), 2);
+    // Only the report is left behind: no staging files.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn measure_charges_a_label_and_returns_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("measure.json");
+    let out = std::process::Command::new("nix")
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["eval", "--expr"])
+        .arg(format!("let {FIB} in builtins.evalcostMeasure \"fib\" (fib 12) + builtins.evalcostMeasure \"fib\" (fib 11)"))
+        .env("NIX_EVALCOST_REPORT", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "233"); // fib 12 + fib 11
+    let report = nix_evalcost::report_io::read_report(&path).unwrap();
+    assert_eq!(report.meta.mode, "measure");
+    let fib = node(&report, "fib");
+    assert_eq!(fib.calls, 2);
+    assert_eq!(fib.kind, Kind::Measure);
+    assert_eq!(fib.cost.function_calls, fib_calls(12) + fib_calls(11));
+    assert_eq!(sum_of_nodes(&report), report.totals);
+}
+
+#[test]
+fn measure_keeps_errors_and_semantics() {
+    let out = std::process::Command::new("nix")
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["eval", "--expr", "builtins.tryEval (builtins.evalcostMeasure \"x\" (throw \"inner\"))"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{ success = false; value = false; }");
+}
+
+#[test]
+fn disabled_plugin_is_a_no_op() {
+    let run = |expr: &str| {
+        std::process::Command::new("nix")
+            .args(["--option", "plugin-files"])
+            .arg(plugin())
+            .args(["--extra-experimental-features", "nix-command flakes", "eval", "--expr", expr])
+            .env("NIX_EVALCOST", "0")
+            .env("NIX_EVALCOST_REPORT", "/nonexistent/never-written.json")
+            .output()
+            .unwrap()
+    };
+    let out = run("builtins.evalcostMeasure \"x\" (1 + 2)");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "3");
+    let out = run("builtins.evalcostWalk { flake = \"path:/\"; report = \"/tmp/x.json\"; }");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NIX_EVALCOST=0"));
+}

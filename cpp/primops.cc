@@ -69,15 +69,29 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     return r;
 }
 
-void summaryToValue(nix::EvalState & state, const WalkSummary & summary, nix::Value & v)
+// The result of builtins.evalcostWalk, allocated before the report's final reading (allocating
+// it afterwards would put 4 values and a set outside the totals); filled in after it.
+struct WalkResult
 {
-    auto attrs = state.buildBindings(4);
-    attrs.alloc("report").mkString(std::string(summary.report));
-    attrs.alloc("nodes").mkInt(int64_t(summary.nodes));
-    attrs.alloc("errors").mkInt(int64_t(summary.errors));
-    attrs.alloc("interrupted").mkBool(summary.interrupted);
-    v.mkAttrs(attrs);
-}
+    nix::Value *nodes, *errors, *interrupted;
+
+    WalkResult(nix::EvalState & state, const std::string & report, nix::Value & v)
+    {
+        auto attrs = state.buildBindings(4);
+        attrs.alloc("report").mkString(report);
+        nodes = &attrs.alloc("nodes");
+        errors = &attrs.alloc("errors");
+        interrupted = &attrs.alloc("interrupted");
+        v.mkAttrs(attrs);
+    }
+
+    void fill(const WalkSummary & summary)
+    {
+        nodes->mkInt(int64_t(summary.nodes));
+        errors->mkInt(int64_t(summary.errors));
+        interrupted->mkBool(summary.interrupted);
+    }
+};
 
 void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args, nix::Value & v)
 {
@@ -87,6 +101,7 @@ void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args,
     try {
         auto request = readWalkRequest(state, *args[0], pos);
         walk_begin(WalkRequest(request)); // Rust keeps its own copy
+        WalkResult result(state, std::string(request.report), v);
         try {
             walkFlake(state, request);
         } catch (nix::Interrupted &) {
@@ -96,7 +111,7 @@ void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args,
             walk_abandon(); // the flake could not be loaded: no report rather than a misleading one
             throw;
         }
-        summaryToValue(state, walk_finish(/*interrupted=*/false), v);
+        result.fill(walk_finish(/*interrupted=*/false));
     } catch (rust::Error & e) {
         throw nix::Error("nix-evalcost: %s", e.what());
     }

@@ -64,6 +64,12 @@ pub const METRICS: &[Metric] = &[
     Metric { name: "peak-rss", unit: Unit::Bytes, help: "peak resident memory after the node", source: Source::Gauge(|g| g.peak_rss_bytes) },
 ];
 
+impl std::fmt::Debug for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
 pub fn names() -> Vec<&'static str> {
     METRICS.iter().map(|m| m.name).collect()
 }

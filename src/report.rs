@@ -186,7 +186,7 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn node(id: u32, parent: Option<u32>, path: &[&str], thunks: u64) -> Node {

@@ -87,7 +87,9 @@ impl Plan {
 }
 
 /// Plans the children of the attribute set at `path` (empty: the outputs themselves).
-pub fn plan_children(path: &[String], names: Vec<String>, systems: &Systems) -> Plan {
+/// `recurseForDerivations` is metadata, never a child.
+pub fn plan_children(path: &[String], mut names: Vec<String>, systems: &Systems) -> Plan {
+    names.retain(|n| n != "recurseForDerivations");
     let Some(output) = path.first().map(String::as_str) else {
         return Plan::all(names);
     };
@@ -156,8 +158,9 @@ mod tests {
     fn legacy_packages_descend_only_with_recurse_for_derivations() {
         let plan = plan_children(&p("legacyPackages.x86_64-linux"), names(&["hello", "set"]), &linux());
         assert!(!plan.only_if_recurse_for_derivations);
-        let nested = plan_children(&p("legacyPackages.x86_64-linux.set"), names(&["a"]), &linux());
+        let nested = plan_children(&p("legacyPackages.x86_64-linux.set"), names(&["a", "recurseForDerivations"]), &linux());
         assert!(nested.only_if_recurse_for_derivations);
+        assert_eq!(nested.visit, names(&["a"]));
         assert!(plan_children(&p("weird"), names(&["a"]), &linux()).only_if_recurse_for_derivations);
     }
 

@@ -4,8 +4,8 @@ mod common;
 use common::*;
 use nix_evalcost::report::Kind;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::io::{BufRead, BufReader, Read};
 
 fn example_flake() -> String {
     format!("path:{}/examples/flake", env!("CARGO_MANIFEST_DIR"))
@@ -38,7 +38,7 @@ fn report_command_prints_tables_of_several_reports() {
     let flake = flake_with(FIB, "{ lib.a = fib 10; lib.b = fib 5; }");
     let first = profile(&flake.url(), &[]);
     first.assert_success();
-    let out = Command::new(bin())
+    let out = cli()
         .args(["report", "--metric", "fncalls"])
         .arg(&first.report_path)
         .arg(&first.report_path)
@@ -62,7 +62,7 @@ fn one_line_error(out: &std::process::Output) -> String {
 fn wrong_flake_ref_fails_with_one_line_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("r.json");
-    let out = Command::new(bin())
+    let out = cli()
         .args(["profile", "path:/nonexistent/flake", "--no-progress", "-o"])
         .arg(&out_file)
         .output()
@@ -76,13 +76,13 @@ fn wrong_flake_ref_fails_with_one_line_naming_it() {
 
 #[test]
 fn missing_plugin_and_missing_nix_are_explained() {
-    let out = Command::new(bin()).args(["profile", "--plugin", "/nope/libnix_evalcost.so"]).output().unwrap();
+    let out = cli().args(["profile", "--plugin", "/nope/libnix_evalcost.so"]).output().unwrap();
     assert!(one_line_error(&out).contains("--plugin"));
-    let out = Command::new(bin()).args(["profile", "--nix", "/nope/nix"]).output().unwrap();
+    let out = cli().args(["profile", "--nix", "/nope/nix"]).output().unwrap();
     let line = one_line_error(&out);
     assert!(line.contains("/nope/nix") && line.contains("--nix"), "{line}");
     // A file that is not our plugin.
-    let out = Command::new(bin()).args(["profile", "--plugin", "/bin/sh"]).output().unwrap();
+    let out = cli().args(["profile", "--plugin", "/bin/sh"]).output().unwrap();
     assert!(one_line_error(&out).contains("not a nix-evalcost plugin"));
 }
 
@@ -91,46 +91,52 @@ fn bad_reports_exit_2_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, "{\"schema\": \"nix-evalcost/report\", \"schema_version\": 1, \"meta\": {").unwrap();
-    let out = Command::new(bin()).arg("report").arg(&bad).output().unwrap();
+    let out = cli().arg("report").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let line = one_line_error(&out);
     assert!(line.contains("bad.json") && line.contains("truncated"), "{line}");
     assert!(out.stdout.is_empty());
-    let out = Command::new(bin()).args(["report", "--metric", "bogus", "x.json"]).output().unwrap();
+    let out = cli().args(["report", "--metric", "bogus", "x.json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of: wall"));
 }
 
 #[test]
 fn ctrl_c_leaves_a_valid_partial_report() {
-    // 40 slow outputs: long enough to interrupt in the middle.
+    // 40 slow outputs (~240 000 calls each) that announce themselves on stderr.
     let sys = current_system();
-    let outputs: String = (0..40).map(|i| format!("p{i:02} = builtins.seq (fib 21) ({});", mk_drv(&sys, &format!("p{i}")))).collect();
+    let outputs: String = (0..40)
+        .map(|i| format!("p{i:02} = builtins.trace \"walking p{i:02}\" (builtins.seq (fib 25) ({}));", mk_drv(&sys, &format!("p{i}"))))
+        .collect();
     let flake = flake_with(FIB, &format!("{{ packages.{sys} = {{ {outputs} }}; }}"));
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("partial.json");
-    let mut child = Command::new(bin())
+    let mut child = cli()
         .args(["profile", &flake.url(), "--no-progress", "-o"])
         .arg(&report_path)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0) // a process group of its own, as a terminal would make
+        .process_group(0) // a process group of its own, as a terminal makes for a job
         .spawn()
         .unwrap();
-    // Wait until Nix has started walking (its store holds the flake), then press Ctrl-C.
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Once the walk is under way, press Ctrl-C: SIGINT to the whole group, like a terminal.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("walking p01") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the walk ended before it was interrupted:\n{seen}");
+        seen.push_str(&line);
+    }
     // SAFETY: signalling the process group we just created.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(60));
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
     let report = nix_evalcost::report_io::read_report(&report_path).unwrap();
     assert!(!report.meta.complete);
     let walked = report.nodes.iter().filter(|n| n.is_derivation).count();
-    assert!(walked < 40, "walk was not interrupted ({walked} outputs)");
+    assert!(walked < 10, "the walk went on after Ctrl-C ({walked} outputs)");
     let mut sum = report.unattributed;
     report.nodes.iter().for_each(|n| sum.add(&n.cost));
     assert_eq!(sum, report.totals);

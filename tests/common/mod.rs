@@ -11,9 +11,17 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nix-evalcost"))
 }
 
-/// The plugin cargo built beside the binary.
+/// The plugin built by this `cargo test`: beside the test binary in target/*/deps. (Cargo does
+/// not copy a cdylib up to target/* when testing, so the one there may be stale.)
 pub fn plugin() -> PathBuf {
-    bin().parent().unwrap().join("libnix_evalcost.so")
+    std::env::current_exe().unwrap().parent().unwrap().join("libnix_evalcost.so")
+}
+
+/// `nix-evalcost` with the plugin of this build.
+pub fn cli() -> Command {
+    let mut command = Command::new(bin());
+    command.env("NIX_EVALCOST_PLUGIN", plugin());
+    command
 }
 
 pub struct Flake {
@@ -77,7 +85,7 @@ impl Run {
 pub fn profile(flake: &str, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let report_path = dir.path().join("report.json");
-    let output = Command::new(bin())
+    let output = cli()
         .arg("profile")
         .arg(flake)
         .arg("-o")

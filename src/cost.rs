@@ -6,14 +6,19 @@
 
 use serde::{Deserialize, Serialize};
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// Declares [`Cost`] once; the field list drives serialization, arithmetic and lookup by name.
 macro_rules! cost_struct {
     ($( $(#[doc = $doc:literal])* $field:ident ),+ $(,)?) => {
         /// Additive evaluation counters. Counts are Nix's own; `*_ns` are nanoseconds.
+        /// Zero fields are left out of JSON (most nodes do none of most things) and read as 0.
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
         #[serde(default)]
         pub struct Cost {
-            $( $(#[doc = $doc])* pub $field: u64, )+
+            $( $(#[doc = $doc])* #[serde(skip_serializing_if = "is_zero")] pub $field: u64, )+
         }
 
         impl Cost {

@@ -105,35 +105,59 @@ fn with_session<T>(what: &str, f: impl FnOnce(&mut Session) -> anyhow::Result<T>
     })
 }
 
-/// The cumulative reading of every additive counter, now.
-fn reading() -> (Cost, ffi::RawCounters) {
-    let raw = ffi::read_counters();
-    let wall_ns = LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64;
-    let cost = Cost {
-        thunks: raw.thunks,
-        function_calls: raw.function_calls,
-        primop_calls: raw.primop_calls,
-        lookups: raw.lookups,
-        values: raw.values,
-        envs: raw.envs,
-        values_in_envs: raw.values_in_envs,
-        list_elems: raw.list_elems,
-        list_concats: raw.list_concats,
-        attrsets: raw.attrsets,
-        attrs_in_attrsets: raw.attrs_in_attrsets,
-        op_updates: raw.op_updates,
-        op_update_values_copied: raw.op_update_values_copied,
-        avoided: raw.avoided,
-        gc_bytes: raw.gc_total_bytes,
-        gc_cycles: raw.gc_cycles,
-        wall_ns,
-        cpu_ns: probe::cpu_ns(),
-    };
-    (cost, raw)
+/// The cumulative reading of every additive counter, plus the gauges that come with it.
+#[derive(Clone, Copy)]
+struct Reading {
+    raw: ffi::RawCounters,
+    cost: Cost,
+    peak_rss_bytes: u64,
 }
 
-fn gauges(raw: &ffi::RawCounters) -> Gauges {
-    Gauges { gc_heap_bytes: raw.gc_heap_bytes, rss_bytes: probe::rss_bytes(), peak_rss_bytes: probe::peak_rss_bytes() }
+impl Reading {
+    /// Reads everything now.
+    fn now() -> Reading {
+        Reading::after(None)
+    }
+
+    /// Reads Nix's counters and the clock; the CPU time and peak RSS (one getrusage syscall,
+    /// costly at thousands of nodes) are taken from `previous` when Nix has done nothing since
+    /// (as between two sibling nodes). Readings stay monotonic, so conservation is unaffected.
+    fn after(previous: Option<&Reading>) -> Reading {
+        let raw = ffi::read_counters();
+        let wall_ns = LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+        let (cpu_ns, peak_rss_bytes) = match previous {
+            Some(p) if p.raw == raw => (p.cost.cpu_ns, p.peak_rss_bytes),
+            _ => {
+                let usage = probe::usage();
+                (usage.cpu_ns, usage.peak_rss_bytes)
+            }
+        };
+        let cost = Cost {
+            thunks: raw.thunks,
+            function_calls: raw.function_calls,
+            primop_calls: raw.primop_calls,
+            lookups: raw.lookups,
+            values: raw.values,
+            envs: raw.envs,
+            values_in_envs: raw.values_in_envs,
+            list_elems: raw.list_elems,
+            list_concats: raw.list_concats,
+            attrsets: raw.attrsets,
+            attrs_in_attrsets: raw.attrs_in_attrsets,
+            op_updates: raw.op_updates,
+            op_update_values_copied: raw.op_update_values_copied,
+            avoided: raw.avoided,
+            gc_bytes: raw.gc_total_bytes,
+            gc_cycles: raw.gc_cycles,
+            wall_ns,
+            cpu_ns,
+        };
+        Reading { raw, cost, peak_rss_bytes }
+    }
+
+    fn gauges(&self) -> Gauges {
+        Gauges { gc_heap_bytes: self.raw.gc_heap_bytes, rss_bytes: probe::rss_bytes(), peak_rss_bytes: self.peak_rss_bytes }
+    }
 }
 
 #[derive(Debug)]
@@ -167,12 +191,14 @@ struct Session {
     phases: Vec<Phase>,
     open_phase: Option<(String, Cost)>,
     started: Cost,
+    last: Reading,
     progress: Option<Progress>,
 }
 
 impl Session {
     fn new(mode: Mode, meta: Meta, systems: Systems) -> Session {
-        let (now, _) = reading();
+        let reading = Reading::now();
+        let now = reading.cost;
         let s = ffi::nix_sizes();
         Session {
             mode,
@@ -185,6 +211,7 @@ impl Session {
             phases: Vec::new(),
             open_phase: None,
             started: now,
+            last: reading,
             progress: Progress::from_env(),
         }
     }
@@ -201,8 +228,14 @@ impl Session {
         id
     }
 
+    /// A reading, reusing the last one's CPU time when Nix has done nothing since.
+    fn read(&mut self) -> Reading {
+        self.last = Reading::after(Some(&self.last));
+        self.last
+    }
+
     fn enter(&mut self, id: u32) {
-        let (now, _) = reading();
+        let now = self.read().cost;
         self.ledger.enter(id as usize, now);
         self.nodes[id as usize].calls += 1;
         if let Some(progress) = &mut self.progress {
@@ -211,12 +244,12 @@ impl Session {
     }
 
     fn exit(&mut self, id: u32, error: Option<&str>) -> anyhow::Result<()> {
-        let (now, raw) = reading();
-        if !self.ledger.exit(id as usize, now) {
+        let reading = self.read();
+        if !self.ledger.exit(id as usize, reading.cost) {
             return Err(anyhow!("node {id} is not open"));
         }
         let node = &mut self.nodes[id as usize];
-        node.after = gauges(&raw);
+        node.after = reading.gauges();
         if let Some(message) = error.filter(|m| !m.is_empty()) {
             node.error = Some(clean_error(message));
         }
@@ -224,7 +257,7 @@ impl Session {
     }
 
     fn switch_phase(&mut self, next: Option<&str>) {
-        let (now, _) = reading();
+        let now = self.read().cost;
         self.ledger.checkpoint(now);
         if let Some((name, start)) = self.open_phase.take() {
             self.phases.push(Phase { name, cost: now.since(&start) });
@@ -235,8 +268,8 @@ impl Session {
     /// Closes everything at a fresh reading and produces the report.
     fn finish(mut self, complete: bool) -> Report {
         self.switch_phase(None);
-        let (now, raw) = reading();
-        self.close(now, complete, gauges(&raw))
+        let reading = self.read();
+        self.close(reading.cost, complete, reading.gauges())
     }
 
     /// Like `finish`, but without reading Nix's counters: at exit the EvalState may be gone,
@@ -244,7 +277,7 @@ impl Session {
     fn finish_at_exit(mut self) -> Report {
         let last = *self.ledger.totals();
         self.open_phase = None;
-        let end = Gauges { rss_bytes: probe::rss_bytes(), peak_rss_bytes: probe::peak_rss_bytes(), gc_heap_bytes: 0 };
+        let end = Gauges { rss_bytes: probe::rss_bytes(), peak_rss_bytes: probe::usage().peak_rss_bytes, gc_heap_bytes: 0 };
         self.close(last, true, end)
     }
 

@@ -1,6 +1,7 @@
 //! Process probes that need no Nix: CPU time, resident memory, host name, wall clock.
 
-use std::time::SystemTime;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 fn rusage() -> libc::rusage {
     // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF cannot fail.
@@ -15,24 +16,52 @@ fn timeval_ns(t: libc::timeval) -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_usec as u64 * 1000)
 }
 
-/// CPU time of the process so far, user plus system.
-pub fn cpu_ns() -> u64 {
+/// What one getrusage call tells: CPU time (user + system) and peak RSS, so far.
+pub struct Usage {
+    pub cpu_ns: u64,
+    pub peak_rss_bytes: u64,
+}
+
+pub fn usage() -> Usage {
     let u = rusage();
-    timeval_ns(u.ru_utime).saturating_add(timeval_ns(u.ru_stime))
+    Usage {
+        cpu_ns: timeval_ns(u.ru_utime).saturating_add(timeval_ns(u.ru_stime)),
+        peak_rss_bytes: (u.ru_maxrss as u64).saturating_mul(1024),
+    }
 }
 
-/// Peak resident set size of the process so far.
-pub fn peak_rss_bytes() -> u64 {
-    (rusage().ru_maxrss as u64).saturating_mul(1024)
-}
-
-/// Current resident set size, from /proc/self/statm (0 where unavailable).
+/// Current resident set size, sampled at most once per millisecond: a walk asks at every node
+/// (tens of microseconds apart) and a syscall costs microseconds, so within a millisecond the
+/// previous sample is returned.
 pub fn rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    thread_local! {
+        static SAMPLE: std::cell::Cell<Option<(Instant, u64)>> = const { std::cell::Cell::new(None) };
+    }
+    SAMPLE.with(|sample| match sample.get() {
+        Some((at, rss)) if at.elapsed() < Duration::from_millis(1) => rss,
+        _ => {
+            let rss = read_rss_bytes();
+            sample.set(Some((Instant::now(), rss)));
+            rss
+        }
+    })
+}
+
+/// Resident set size from /proc/self/statm (0 where unavailable), opened once, read with pread.
+fn read_rss_bytes() -> u64 {
+    use std::os::unix::fs::FileExt;
+    static STATM: OnceLock<Option<std::fs::File>> = OnceLock::new();
+    static PAGE: OnceLock<u64> = OnceLock::new();
+    let Some(file) = STATM.get_or_init(|| std::fs::File::open("/proc/self/statm").ok()) else { return 0 };
+    let mut buf = [0u8; 128];
+    let Ok(n) = file.read_at(&mut buf, 0) else { return 0 };
+    let pages: u64 = std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64;
-    pages * page
+    pages * *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(0) as u64)
 }
 
 pub fn hostname() -> String {

@@ -55,8 +55,6 @@ pub struct ProfileArgs {
 
 pub fn run(args: ProfileArgs) -> Result<i32> {
     let plugin = find_plugin(args.plugin.as_deref())?;
-    let nix_version = nix_version(&args.nix)?;
-    check_plugin_matches(&plugin, &nix_version)?;
 
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = cwd.join(&args.output);
@@ -83,6 +81,9 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         if interrupted.load(Ordering::SeqCst) {
             bail!("interrupted before the flake's outputs were reached; no report written");
         }
+        // Explain a plugin that Nix could not load or use before blaming the flake. (Checked
+        // only after a failure: it costs a `nix --version` run and a scan of the plugin.)
+        check_plugin_matches(&plugin, &nix_version(&args.nix)?)?;
         let reason = outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status));
         bail!("nix could not evaluate flake '{}': {reason}", args.flake);
     }
@@ -258,7 +259,9 @@ fn run_nix(args: &ProfileArgs, plugin: &Path, expr: &str) -> Result<NixOutcome> 
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| anyhow!("cannot run '{}': {e}", args.nix.display()))?;
+    let mut child = command.spawn().map_err(|e| {
+        anyhow!("cannot run '{}' ({e}); install Nix 2.26 with shared libraries or pass --nix PATH", args.nix.display())
+    })?;
     drop(progress_writer);
 
     let bar = progress_bar(args.no_progress);

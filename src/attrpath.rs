@@ -27,10 +27,17 @@ fn is_plain(name: &str) -> bool {
 fn push_component(out: &mut String, name: &str) {
     if is_plain(name) {
         out.push_str(name);
-        return;
+    } else {
+        // The Nix literal is valid Nix; for the terminal, what it leaves raw is made visible.
+        out.push_str(&sanitize_text(&nix_string(name)));
     }
+}
+
+/// A Nix string literal holding `s` verbatim: `"` `\` `${` and newlines escaped.
+pub fn nix_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
-    let mut chars = name.chars().peekable();
+    let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '"' => out.push_str("\\\""),
@@ -39,11 +46,11 @@ fn push_component(out: &mut String, name: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c if is_unsafe_char(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
+    out
 }
 
 /// Characters that change how a terminal shows what follows: C0/C1 controls, DEL, and the
@@ -79,6 +86,11 @@ mod tests {
         assert_eq!(p(&["lib", "a.b"]), "lib.\"a.b\"");
         assert_eq!(p(&["x", "1abc"]), "x.\"1abc\"");
         assert_eq!(p(&[]), "<outputs>");
+    }
+
+    #[test]
+    fn nix_strings_are_literal() {
+        assert_eq!(nix_string("a\"b\\c${d}$e\n"), "\"a\\\"b\\\\c\\${d}$e\\n\"");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! flake's outputs, then prints the cost table of the report it wrote.
 
 use super::TableArgs;
+use crate::attrpath::nix_string;
 use crate::plugin::BUILT_FOR_PREFIX;
 use crate::render::table;
 use crate::report_io::read_report;
@@ -175,26 +176,6 @@ fn staging_path(output: &Path) -> Result<PathBuf> {
     Ok(dir.join(format!(".{name}.{}.partial.json{gz}", std::process::id())))
 }
 
-/// A Nix string literal holding `s` verbatim.
-fn nix_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn nix_list(items: impl IntoIterator<Item = String>) -> String {
     let items: Vec<String> = items.into_iter().map(|s| nix_string(&s)).collect();
     format!("[ {} ]", items.join(" "))
@@ -320,11 +301,6 @@ fn progress_bar(disabled: bool) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn nix_strings_are_literal() {
-        assert_eq!(nix_string("a\"b\\c${d}$e\n"), "\"a\\\"b\\\\c\\${d}$e\\n\"");
-    }
 
     #[test]
     fn versions_compare_by_minor() {

@@ -108,7 +108,7 @@ pub fn summary(report: &Report) -> String {
     let flake = m.flake.as_ref().map_or_else(|| "(no flake)".to_string(), |f| sanitize_text(&f.original_ref));
     let derivations = report.nodes.iter().filter(|n| n.is_derivation).count();
     let t = &report.totals;
-    let unattributed = if t.thunks > 0 { report.unattributed.thunks as f64 * 100.0 / t.thunks as f64 } else { 0.0 };
+    let unattributed = if t.wall_ns > 0 { report.unattributed.wall_ns as f64 * 100.0 / t.wall_ns as f64 } else { 0.0 };
     let mut s = format!(
         "{flake}: {} nodes ({derivations} derivations), {} errors{}\n",
         report.nodes.len(),
@@ -117,7 +117,7 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = write!(
         s,
-        "totals: wall {}, cpu {}, {} thunks, {} function calls, {} primop calls, {} allocated; {unattributed:.1}% of thunks unattributed",
+        "totals: wall {}, cpu {}, {} thunks, {} function calls, {} primop calls, {} allocated; {unattributed:.0}% of wall time outside the outputs (start-up, fetch, lock)",
         units::format(t.wall_ns, Unit::Nanoseconds),
         units::format(t.cpu_ns, Unit::Nanoseconds),
         units::count(t.thunks),

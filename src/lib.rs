@@ -6,7 +6,8 @@
 //! - [`bridge`]: the cxx declarations between the two; [`plugin`]: the Rust half of the plugin;
 //! - [`accounting`]: exclusive-cost accounting; [`walk_policy`]: which outputs are visited;
 //! - [`report`]: the report schema; [`report_io`]: reading and writing it;
-//! - [`metric`], [`units`], [`render`]: turning reports into tables;
+//! - [`merge`]: merging many reports into per-path statistics ([`stats`], [`pathglob`]);
+//! - [`metric`], [`units`], [`render`]: one exporter per output format;
 //! - [`cli`]: the `nix-evalcost` command.
 
 pub mod accounting;
@@ -14,11 +15,14 @@ pub mod attrpath;
 pub mod bridge;
 pub mod cli;
 pub mod cost;
+pub mod merge;
 pub mod metric;
+pub mod pathglob;
 pub mod plugin;
 pub mod probe;
 pub mod render;
 pub mod report;
 pub mod report_io;
+pub mod stats;
 pub mod units;
 pub mod walk_policy;

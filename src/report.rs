@@ -139,18 +139,23 @@ pub struct Node {
     pub after: Gauges,
 }
 
+/// Checks that a file is a report of the version this build reads.
+pub fn check_schema(schema: &str, version: u32) -> Result<(), String> {
+    if schema != SCHEMA {
+        return Err(format!("not a nix-evalcost report (schema {:?})", crate::attrpath::sanitize_text(schema)));
+    }
+    if version != SCHEMA_VERSION {
+        return Err(format!(
+            "report schema version {version} is not supported by this nix-evalcost (it reads version {SCHEMA_VERSION})"
+        ));
+    }
+    Ok(())
+}
+
 impl Report {
     /// Checks the structural promises readers rely on: ids are indexes, parents come first.
     pub fn validate(&self) -> Result<(), String> {
-        if self.schema != SCHEMA {
-            return Err(format!("not a nix-evalcost report (schema {:?})", self.schema));
-        }
-        if self.schema_version != SCHEMA_VERSION {
-            return Err(format!(
-                "report schema version {} is not supported by this nix-evalcost (reads version {SCHEMA_VERSION})",
-                self.schema_version
-            ));
-        }
+        check_schema(&self.schema, self.schema_version)?;
         for (i, node) in self.nodes.iter().enumerate() {
             if node.id as usize != i {
                 return Err(format!("node {i} has id {}", node.id));

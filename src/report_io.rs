@@ -22,23 +22,30 @@ fn io_error(path: &Path, source: std::io::Error) -> ReportError {
 /// Reads and validates one report; gzip is recognised by its magic bytes, not the name.
 pub fn read_report(path: &Path) -> Result<Report, ReportError> {
     let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
-    let raw = std::fs::read(path).map_err(|e| io_error(path, e))?;
-    let json = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 8);
-        MultiGzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| invalid(format!("cannot decompress: {e}")))?;
-        out
-    } else {
-        raw
-    };
+    let mut json = Vec::new();
+    read_bytes(path, &mut json)?;
     // Parsing from a slice is several times faster than from a reader.
     let report: Report = serde_json::from_slice(&json).map_err(|e| invalid(describe_json_error(&e)))?;
     report.validate().map_err(invalid)?;
     Ok(report)
 }
 
-fn describe_json_error(e: &serde_json::Error) -> String {
+/// Reads a report file's JSON text into `out` (reused between files), inflating gzip.
+pub fn read_bytes(path: &Path, out: &mut Vec<u8>) -> Result<(), ReportError> {
+    out.clear();
+    let raw = std::fs::read(path).map_err(|e| io_error(path, e))?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        MultiGzDecoder::new(raw.as_slice()).read_to_end(out).map_err(|e| ReportError::Invalid {
+            path: path.display().to_string(),
+            detail: format!("cannot decompress: {e}"),
+        })?;
+    } else {
+        *out = raw;
+    }
+    Ok(())
+}
+
+pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof if e.line() <= 1 && e.column() == 0 => "the file is empty".into(),

@@ -1,10 +1,11 @@
 //! `nix-evalcost profile [FLAKEREF]`: runs `nix eval` with the plugin loaded, has it walk the
 //! flake's outputs, then prints the cost table of the report it wrote.
 
-use super::TableArgs;
+use super::{table_options, SelectArgs};
 use crate::attrpath::nix_string;
 use crate::plugin::BUILT_FOR_PREFIX;
-use crate::render::table;
+use crate::merge::merge_report;
+use crate::render::{table, View};
 use crate::report_io::read_report;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -48,7 +49,7 @@ pub struct ProfileArgs {
     #[arg(long)]
     no_progress: bool,
     #[command(flatten)]
-    table: TableArgs,
+    select: SelectArgs,
     /// Extra arguments for `nix eval` (after `--`), e.g. `-- --option max-call-depth 20000`.
     #[arg(last = true)]
     nix_args: Vec<String>,
@@ -91,8 +92,10 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     std::fs::rename(&staging, &output).with_context(|| format!("cannot move the report to {}", output.display()))?;
 
     let report = read_report(&output)?;
+    let merged = merge_report(&report, &output, &args.select.merge_options(true));
+    let view = View::new(&merged, args.select.sort, args.select.top);
     println!("{}", table::summary(&report));
-    print!("{}", table::render(&report, &args.table.options()));
+    print!("{}", table::render(&view, &table_options()));
     eprintln!("report written to {}", output.display());
     if !report.meta.complete {
         eprintln!("interrupted: the report holds the nodes walked so far");

@@ -1,32 +1,49 @@
-//! `nix-evalcost report FILE...`: the cost table of each report.
+//! `nix-evalcost report INPUT...`: merge reports into per-path statistics, in one format.
 
-use super::TableArgs;
-use crate::render::table;
-use crate::report_io::read_report;
+use super::{inputs, table_options, OutputArgs, SelectArgs};
+use crate::merge::merge_files;
+use crate::render::{self, View};
 use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+    Openmetrics,
+}
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
-    /// Report files (.json or .json.gz).
+    /// Reports: files (.json, .json.gz), directories, or globs.
     #[arg(required = true)]
-    files: Vec<PathBuf>,
+    inputs: Vec<PathBuf>,
     #[command(flatten)]
-    table: TableArgs,
+    select: SelectArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Merge reports of different flake revisions, system selections or modes anyway.
+    #[arg(long)]
+    allow_mixed: bool,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
-    // Read everything first: a bad file fails the command before anything is printed.
-    let reports = args.files.iter().map(|f| read_report(f)).collect::<Result<Vec<_>, _>>()?;
-    let options = args.table.options();
-    for (i, (file, report)) in args.files.iter().zip(&reports).enumerate() {
-        if i > 0 {
-            println!();
+    let files = inputs::expand(&args.inputs)?;
+    let merged = merge_files(&files, &args.select.merge_options(args.allow_mixed))?;
+    let view = View::new(&merged, args.select.sort, args.select.top);
+    let text = match args.format {
+        Format::Table => {
+            let table = render::table::render(&view, &table_options());
+            format!("{}\n{table}", render::table::merged_summary(&view))
         }
-        if reports.len() > 1 {
-            println!("== {}", crate::attrpath::sanitize_text(&file.display().to_string()));
-        }
-        println!("{}", table::summary(report));
-        print!("{}", table::render(report, &options));
-    }
+        Format::Markdown => render::markdown::render(&view),
+        Format::Csv => render::csv::render(&view),
+        Format::Json => render::json::render(&view),
+        Format::Openmetrics => render::openmetrics::render(&view),
+    };
+    args.output.emit(&text)?;
     Ok(0)
 }

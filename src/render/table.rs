@@ -1,76 +1,70 @@
-//! The aligned cost table printed by `profile` and `report`: the top N nodes by one metric.
+//! The aligned, human-readable table (`--format table`, and what `profile` prints).
 
+use super::{stat_value, View};
 use crate::attrpath::{display_path, sanitize_text};
-use crate::metric::{self, Metric};
 use crate::report::Report;
+use crate::stats::Stat;
 use crate::units::{self, Unit};
 use std::fmt::Write;
 
 pub struct TableOptions {
-    pub metric: &'static Metric,
-    pub top: usize,
-    /// Rank by inclusive cost (node plus descendants) instead of exclusive.
-    pub inclusive: bool,
     /// Maximum line width; the path column is cut to fit.
     pub width: usize,
     pub color: bool,
 }
 
-/// Columns besides the ranking metric, in order.
-const EXTRA_COLUMNS: &[&str] = &["wall", "thunks", "fncalls", "alloc"];
+pub fn render(view: &View, opts: &TableOptions) -> String {
+    let metrics = view.metrics();
+    let many = view.runs() > 1;
+    let ranked = metrics[0];
+    let mut header: Vec<String> = vec![format!("{}{}", ranked.name, if view.merged.inclusive { " (incl)" } else { "" })];
+    if many {
+        header[0] = format!("{} {}", header[0], stat_name(view.stat));
+        header.extend(["p95", "min", "max", "n"].map(String::from));
+    }
+    header.push("share".into());
+    header.extend(metrics[1..].iter().map(|m| m.name.to_string()));
 
-struct Row {
-    rank_value: u64,
-    cells: Vec<String>,
-    kind: &'static str,
-    path: String,
-    error: bool,
-}
-
-pub fn render(report: &Report, opts: &TableOptions) -> String {
-    let inclusive = report.inclusive_costs();
-    let columns: Vec<&Metric> = std::iter::once(opts.metric)
-        .chain(EXTRA_COLUMNS.iter().filter(|n| **n != opts.metric.name).map(|n| metric::find(n).expect("known metric")))
-        .collect();
-    let total = opts.metric.is_additive().then(|| opts.metric.value(&report.totals, &report.end, &report.sizes));
-    let mut rows: Vec<Row> = report
-        .nodes
+    let rows: Vec<(Vec<String>, &str, String, bool)> = view
+        .rows
         .iter()
-        .map(|node| {
-            let cost = if opts.inclusive { &inclusive[node.id as usize] } else { &node.cost };
-            let values: Vec<u64> = columns.iter().map(|m| m.value(cost, &node.after, &report.sizes)).collect();
-            let mut cells: Vec<String> = columns.iter().zip(&values).map(|(m, v)| units::format(*v, m.unit)).collect();
-            cells.insert(1, share(values[0], total));
-            Row { rank_value: values[0], cells, kind: node.kind.name(), path: display_path(&node.path), error: node.error.is_some() }
+        .map(|row| {
+            let s = &row.stats[0];
+            let mut cells = vec![units::format(stat_value(s, view.stat), ranked.unit)];
+            if many {
+                cells.extend([s.p95, s.min, s.max].map(|v| units::format(v, ranked.unit)));
+                cells.push(s.n.to_string());
+            }
+            cells.push(view.share(row).map_or_else(|| "-".into(), |f| format!("{:.1}%", f * 100.0)));
+            for (m, st) in metrics.iter().zip(&row.stats).skip(1) {
+                cells.push(units::format(stat_value(st, view.stat), m.unit));
+            }
+            (cells, row.kind.name(), display_path(&row.path), row.errors > 0)
         })
         .collect();
-    rows.sort_by(|a, b| b.rank_value.cmp(&a.rank_value).then_with(|| a.path.cmp(&b.path)));
-    rows.truncate(opts.top);
 
-    let mut header: Vec<String> = columns.iter().map(|m| m.name.to_string()).collect();
-    header.insert(1, "share".into());
-    if opts.inclusive {
-        header[0] = format!("{} (incl)", header[0]);
-    }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r.cells[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0))
+        .map(|i| rows.iter().map(|r| r.0[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
         .collect();
-    let kind_width = rows.iter().map(|r| r.kind.len()).chain([4]).max().unwrap_or(4);
-
+    let kind_width = rows.iter().map(|r| r.1.len()).chain([4]).max().unwrap_or(4);
     let mut out = String::new();
     let head = line(&header, &widths, &format!("{:kind_width$}", "kind"), "path", opts.width);
     let _ = writeln!(out, "{}", paint(&head, "1", opts.color));
-    for row in &rows {
-        let text = line(&row.cells, &widths, &format!("{:kind_width$}", row.kind), &row.path, opts.width);
-        let _ = writeln!(out, "{}", if row.error { paint(&text, "31", opts.color) } else { text });
+    for (cells, kind, path, error) in &rows {
+        let text = line(cells, &widths, &format!("{kind:kind_width$}"), path, opts.width);
+        let _ = writeln!(out, "{}", if *error { paint(&text, "31", opts.color) } else { text });
     }
     out
 }
 
-fn share(value: u64, total: Option<u64>) -> String {
-    match total {
-        Some(t) if t > 0 => format!("{:.1}%", value as f64 * 100.0 / t as f64),
-        _ => "-".into(),
+pub fn stat_name(stat: Stat) -> &'static str {
+    match stat {
+        Stat::Median => "median",
+        Stat::Mean => "mean",
+        Stat::P95 => "p95",
+        Stat::Min => "min",
+        Stat::Max => "max",
+        Stat::N => "n",
     }
 }
 
@@ -82,7 +76,7 @@ fn line(cells: &[String], widths: &[usize], kind: &str, path: &str, max_width: u
     let _ = write!(s, "{kind}  ");
     let room = max_width.saturating_sub(s.chars().count()).max(12);
     s.push_str(&truncate(path, room));
-    s
+    s.trim_end().to_string()
 }
 
 fn truncate(text: &str, room: usize) -> String {
@@ -102,13 +96,35 @@ fn paint(text: &str, sgr: &str, color: bool) -> String {
     }
 }
 
-/// One-paragraph summary of a report: what was walked, errors, totals and the unattributed share.
+/// One-paragraph summary of a merge: how many runs of what, errors.
+pub fn merged_summary(view: &View) -> String {
+    let m = view.merged;
+    let revisions = {
+        let mut r: Vec<String> = m.runs.iter().map(|r| r.revision()).collect();
+        r.sort();
+        r.dedup();
+        r.len()
+    };
+    let incomplete = m.runs.iter().filter(|r| !r.meta.complete).count();
+    format!(
+        "{}: {} run{}{}, {} paths, {} errors{}",
+        sanitize_text(&view.flake()),
+        m.runs.len(),
+        if m.runs.len() == 1 { "" } else { "s" },
+        if revisions > 1 { format!(" of {revisions} revisions") } else { String::new() },
+        m.rows.len(),
+        m.error_runs(),
+        if incomplete > 0 { format!(", {incomplete} INTERRUPTED (partial)") } else { String::new() },
+    )
+}
+
+/// One-paragraph summary of a report: what was walked, errors, totals, time outside the outputs.
 pub fn summary(report: &Report) -> String {
     let m = &report.meta;
     let flake = m.flake.as_ref().map_or_else(|| "(no flake)".to_string(), |f| sanitize_text(&f.original_ref));
     let derivations = report.nodes.iter().filter(|n| n.is_derivation).count();
     let t = &report.totals;
-    let unattributed = if t.wall_ns > 0 { report.unattributed.wall_ns as f64 * 100.0 / t.wall_ns as f64 } else { 0.0 };
+    let outside = if t.wall_ns > 0 { report.unattributed.wall_ns as f64 * 100.0 / t.wall_ns as f64 } else { 0.0 };
     let mut s = format!(
         "{flake}: {} nodes ({derivations} derivations), {} errors{}\n",
         report.nodes.len(),
@@ -117,7 +133,7 @@ pub fn summary(report: &Report) -> String {
     );
     let _ = write!(
         s,
-        "totals: wall {}, cpu {}, {} thunks, {} function calls, {} primop calls, {} allocated; {unattributed:.0}% of wall time outside the outputs (start-up, fetch, lock)",
+        "totals: wall {}, cpu {}, {} thunks, {} function calls, {} primop calls, {} allocated; {outside:.0}% of wall time outside the outputs (start-up, fetch, lock)",
         units::format(t.wall_ns, Unit::Nanoseconds),
         units::format(t.cpu_ns, Unit::Nanoseconds),
         units::count(t.thunks),

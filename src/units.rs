@@ -25,10 +25,11 @@ pub fn bytes(n: u64) -> String {
 }
 
 pub fn duration_ns(ns: u64) -> String {
+    if ns < 1000 {
+        return format!("{ns} ns");
+    }
     let ns = ns as f64;
-    let (value, unit) = if ns < 1e3 {
-        (ns, "ns")
-    } else if ns < 1e6 {
+    let (value, unit) = if ns < 1e6 {
         (ns / 1e3, "µs")
     } else if ns < 1e9 {
         (ns / 1e6, "ms")
@@ -75,6 +76,7 @@ mod tests {
         assert_eq!(bytes(1536), "1.50 KiB");
         assert_eq!(bytes(300 * 1024 * 1024), "300 MiB");
         assert_eq!(duration_ns(950), "950 ns");
+        assert_eq!(duration_ns(0), "0 ns");
         assert_eq!(duration_ns(1_500_000), "1.50 ms");
         assert_eq!(duration_ns(42_000_000_000), "42.0 s");
     }

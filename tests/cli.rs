@@ -34,21 +34,23 @@ fn example_flake_profile_prints_a_table() {
 }
 
 #[test]
-fn report_command_prints_tables_of_several_reports() {
+fn report_merges_real_runs() {
     let flake = flake_with(FIB, "{ lib.a = fib 10; lib.b = fib 5; }");
-    let first = profile(&flake.url(), &[]);
+    let (first, second) = (profile(&flake.url(), &[]), profile(&flake.url(), &[]));
     first.assert_success();
+    second.assert_success();
     let out = cli()
         .args(["report", "--metric", "fncalls"])
         .arg(&first.report_path)
-        .arg(&first.report_path)
+        .arg(&second.report_path)
         .output()
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(stdout.matches("== ").count(), 2, "{stdout}");
-    let row = stdout.lines().find(|l| l.ends_with("lib.a")).unwrap();
-    assert!(row.trim_start().starts_with("177 "), "{row}"); // fib 10 makes 177 calls
+    assert!(stdout.starts_with(&format!("{}: 2 runs, 3 paths", flake.url())), "{stdout}");
+    // fib 10 makes 177 calls in both runs: median, p95, min and max are all 177, n is 2.
+    let row: Vec<&str> = stdout.lines().find(|l| l.ends_with("lib.a")).unwrap().split_whitespace().collect();
+    assert_eq!(row[..5], ["177", "177", "177", "177", "2"], "{stdout}");
 }
 
 fn one_line_error(out: &std::process::Output) -> String {

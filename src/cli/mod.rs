@@ -77,7 +77,8 @@ impl SelectArgs {
 /// Table layout for this terminal (or none).
 fn table_options() -> TableOptions {
     let tty = std::io::stdout().is_terminal();
-    let width = if tty { console::Term::stdout().size_checked().map_or(120, |(_, w)| w as usize) } else { 160 };
+    // Only a terminal has a width; piped output keeps every path whole.
+    let width = if tty { console::Term::stdout().size_checked().map_or(120, |(_, w)| w as usize) } else { usize::MAX };
     TableOptions { width, color: tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) }
 }
 
@@ -105,6 +106,16 @@ impl OutputArgs {
     }
 }
 
+/// clap's messages span lines (usage, hints); keep what says what is wrong, on one line.
+fn one_line_usage_error(message: &str) -> String {
+    let kept: Vec<&str> = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    kept.join(" ") + " (see --help)"
+}
+
 /// Bad input given by the user (not a failure of Nix or of the tool): exit status 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -114,7 +125,14 @@ pub const EXIT_BAD_INPUT: i32 = 2;
 
 /// Runs the command line; returns the process exit status. Errors are printed as one line.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("nix-evalcost: {}", one_line_usage_error(&e.to_string()));
+            return EXIT_BAD_INPUT;
+        }
+    };
     let result = match cli.command {
         Command::Profile(args) => profile::run(args),
         Command::Report(args) => report::run(args),

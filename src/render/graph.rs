@@ -118,10 +118,11 @@ struct Glyphs {
     pipe: &'static str,
     space: &'static str,
     error: &'static str,
+    more: &'static str,
 }
 
-const UNICODE: Glyphs = Glyphs { branch: "├───", last: "└───", pipe: "│   ", space: "    ", error: "✗" };
-const ASCII: Glyphs = Glyphs { branch: "|---", last: "`---", pipe: "|   ", space: "    ", error: "x" };
+const UNICODE: Glyphs = Glyphs { branch: "├───", last: "└───", pipe: "│   ", space: "    ", error: "✗", more: "…" };
+const ASCII: Glyphs = Glyphs { branch: "|---", last: "`---", pipe: "|   ", space: "    ", error: "x", more: "..." };
 
 fn text(tree: &Tree) -> String {
     let g = if tree.opts.ascii { &ASCII } else { &UNICODE };
@@ -134,7 +135,7 @@ fn text(tree: &Tree) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{:left$}  {:>10}  {:>10}  {:>6}", "", format!("{} incl", tree.opts.metric.name), "excl", "share");
     for (label, cols, error) in lines {
-        let label = cut(&label, left);
+        let label = cut(&label, left, g);
         match cols {
             Some([incl, excl, share]) => {
                 let _ = write!(out, "{label:left$}  {incl:>10}  {excl:>10}  {share:>6}");
@@ -144,10 +145,13 @@ fn text(tree: &Tree) -> String {
             }
         }
         if let Some(e) = error {
-            let _ = write!(out, "  {} {}", g.error, cut(&e, 100));
+            let _ = write!(out, "  {} {}", g.error, cut(&e, 100, g));
         }
         out = out.trim_end().to_string();
         out.push('\n');
+    }
+    if tree.opts.ascii {
+        out = out.replace('µ', "u"); // µs
     }
     out
 }
@@ -177,18 +181,18 @@ fn text_items(
             }
             Item::Folded { count, inclusive } => {
                 let cols = [units::format(inclusive, unit), String::new(), format!("{:.1}%", tree.share(inclusive) * 100.0)];
-                lines.push((format!("{head}… {count} more"), Some(cols), None));
+                lines.push((format!("{head}{} {count} more", g.more), Some(cols), None));
             }
         }
     }
 }
 
-fn cut(text: &str, width: usize) -> String {
+fn cut(text: &str, width: usize, g: &Glyphs) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
-    let mut s: String = text.chars().take(width.saturating_sub(1)).collect();
-    s.push('…');
+    let mut s: String = text.chars().take(width.saturating_sub(g.more.chars().count())).collect();
+    s.push_str(g.more);
     s
 }
 

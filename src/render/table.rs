@@ -106,8 +106,9 @@ pub fn merged_summary(view: &View) -> String {
         r.len()
     };
     let incomplete = m.runs.iter().filter(|r| !r.meta.complete).count();
+    let failing = m.rows.iter().filter(|r| r.errors > 0).count();
     format!(
-        "{}: {} run{}{}, {} paths, {} errors{}",
+        "{}: {} run{}{}, {} paths, {failing} failing ({} failures in all){}",
         sanitize_text(&view.flake()),
         m.runs.len(),
         if m.runs.len() == 1 { "" } else { "s" },

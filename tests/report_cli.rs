@@ -207,6 +207,9 @@ fn bad_input_is_refused_with_one_line() {
     write("wrongschema.json", br#"{"schema": "other", "schema_version": 1, "meta": {}, "sizes": {"value":1,"env":1,"bindings":1,"attr":1,"pointer":1}, "totals": {}, "unattributed": {}, "end": {}, "nodes": []}"#);
     write("future.json", &std::fs::read(p.join("runs/run-0.json")).unwrap().iter().copied().collect::<Vec<u8>>().replace_version());
     write("garbage.json.gz", &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3]);
+    let mut doubled = std::fs::read(p.join("runs/run-0.json")).unwrap();
+    doubled.extend(b"{}");
+    write("trailing.json", &doubled);
     let cases = [
         ("empty.json", "the file is empty"),
         ("trunc.json", "truncated at line 1"),
@@ -214,6 +217,7 @@ fn bad_input_is_refused_with_one_line() {
         ("wrongschema.json", "not a nix-evalcost report"),
         ("future.json", "schema version 99 is not supported"),
         ("garbage.json.gz", "cannot decompress"),
+        ("trailing.json", "trailing characters"),
         ("missing.json", "no such file"),
     ];
     for (file, expect) in cases {

@@ -1,5 +1,6 @@
 //! The `nix-evalcost` command: argument parsing and dispatch. Each subcommand has its module.
 
+mod flamegraph;
 mod graph;
 mod info;
 mod inputs;
@@ -32,6 +33,8 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Show what is in reports: meta, phases, totals, errors.
     Info(info::InfoArgs),
+    /// Draw a flamegraph (SVG or folded stacks) of reports, or the difference between two sets.
+    Flamegraph(flamegraph::FlamegraphArgs),
 }
 
 /// Which costs a table shows and how it is ranked (shared by `profile` and `report`).
@@ -138,6 +141,7 @@ pub fn main() -> i32 {
         Command::Report(args) => report::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Info(args) => info::run(args),
+        Command::Flamegraph(args) => flamegraph::run(args),
     };
     match result {
         Ok(status) => status,

@@ -2,6 +2,7 @@
 //! Attribute names are data: every exporter escapes them for its format.
 
 pub mod csv;
+pub mod flamegraph;
 pub mod graph;
 pub mod json;
 pub mod markdown;

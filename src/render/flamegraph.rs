@@ -1,0 +1,103 @@
+//! Flamegraphs of reports: folded stacks (flamegraph.pl / inferno / speedscope format) and SVGs
+//! drawn by inferno, plain or differential.
+//!
+//! Attribute-path flamegraphs: every node is a stack of its path's names, weighted by its
+//! exclusive cost, so a frame's width is its inclusive cost. Several reports are averaged (mean
+//! per run), so a differential between sets of different sizes compares like with like. Cost
+//! outside every node is the `<unattributed>` frame, so the graph's total is the process's.
+
+use crate::attrpath::display_path;
+use crate::metric::Metric;
+use crate::report::Report;
+use crate::units::Unit;
+use inferno::flamegraph::{self, color::BasicPalette, color::Palette, Options};
+use std::collections::BTreeMap;
+
+/// Folded stacks of the mean cost per run: `frame;frame;frame value`, sorted by stack.
+pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
+    let mut sums: BTreeMap<String, u128> = BTreeMap::new();
+    for report in reports {
+        for node in &report.nodes {
+            let value = metric.value(&node.cost, &node.after, &report.sizes);
+            if value > 0 {
+                *sums.entry(stack_of(&node.path)).or_default() += value as u128;
+            }
+        }
+        // Start-up, fetching and locking: shown so that the whole graph is the process total.
+        // (No attribute can be displayed as `<unattributed>`: such a name would be quoted.)
+        let outside = metric.value(&report.unattributed, &Default::default(), &report.sizes);
+        if outside > 0 {
+            *sums.entry("<unattributed>".into()).or_default() += outside as u128;
+        }
+    }
+    let runs = reports.len().max(1) as u128;
+    sums.into_iter()
+        .filter_map(|(stack, sum)| {
+            let mean = (sum + runs / 2) / runs;
+            (mean > 0).then(|| format!("{stack} {mean}"))
+        })
+        .collect()
+}
+
+/// A path as a folded stack: each name shown as in Nix (quoted when needed, controls made
+/// visible), with `;`, the frame separator, escaped.
+fn stack_of(path: &[String]) -> String {
+    let frames: Vec<String> = path.iter().map(|name| display_path(std::slice::from_ref(name)).replace(';', "\\x3b")).collect();
+    frames.join(";")
+}
+
+/// What the SVG says about itself.
+pub struct SvgOptions {
+    pub title: String,
+    pub subtitle: Option<String>,
+    pub metric: &'static Metric,
+    pub width: usize,
+}
+
+fn inferno_options(opts: &SvgOptions) -> Options<'static> {
+    let mut o = Options::default();
+    o.title = opts.title.clone();
+    o.subtitle = opts.subtitle.clone();
+    o.count_name = match opts.metric.unit {
+        Unit::Nanoseconds => "ns".into(),
+        Unit::Bytes => "bytes".into(),
+        Unit::Count => opts.metric.name.into(),
+    };
+    o.name_type = "Attribute:".into();
+    o.image_width = Some(opts.width);
+    o.deterministic = true;
+    o.hash = true; // a name keeps its colour from one graph to the next
+    o.colors = match opts.metric.unit {
+        Unit::Bytes => Palette::Basic(BasicPalette::Mem),
+        _ => Palette::Basic(BasicPalette::Hot),
+    };
+    o
+}
+
+/// An SVG of folded `lines`.
+pub fn svg(lines: &[String], opts: &SvgOptions) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut o = inferno_options(opts);
+    if lines.is_empty() {
+        // inferno refuses empty input; an empty graph says so instead.
+        return flamegraph::from_lines(&mut o, ["(no cost recorded) 1"], &mut out).map(|()| out);
+    }
+    flamegraph::from_lines(&mut o, lines.iter().map(String::as_str), &mut out)?;
+    Ok(out)
+}
+
+/// A differential SVG: frames of `after` coloured red where they grew and blue where they
+/// shrank relative to `before`.
+pub fn diff_svg(before: &[String], after: &[String], opts: &SvgOptions) -> std::io::Result<Vec<u8>> {
+    let mut diff = Vec::new();
+    let join = |lines: &[String]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        join(before).as_bytes(),
+        join(after).as_bytes(),
+        &mut diff,
+    )?;
+    let text = String::from_utf8_lossy(&diff).into_owned();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    svg(&lines, opts)
+}

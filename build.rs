@@ -38,7 +38,7 @@ fn main() {
 
     let mut build = cxx_build::bridge("src/bridge.rs");
     build
-        .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/primops.cc"])
+        .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/stacks.cc", "cpp/primops.cc"])
         .std("c++20")
         .define("EVALCOST_NIX_MINOR", minor.to_string().as_str())
         .flag("-Wall")

@@ -117,4 +117,13 @@ inline nix::FlakeRef parseFlakeRefAt(nix::EvalState & state, const std::string &
 
 inline const std::string & nixVersion() { return nix::nixVersion; }
 
+// `trace-function-calls`, switched on only while a walk profiles call stacks. 2.26: the
+// EvalState holds a const reference to the (non-const) global nix::evalSettings, so writing
+// through it is well-defined.
+inline bool traceFunctionCalls(nix::EvalState & state) { return state.settings.traceFunctionCalls; }
+inline void setTraceFunctionCalls(nix::EvalState & state, bool on)
+{
+    const_cast<nix::EvalSettings &>(state.settings).traceFunctionCalls = on;
+}
+
 } // namespace evalcost::compat

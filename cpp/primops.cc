@@ -1,12 +1,13 @@
 // primops.cc: the Nix-language entry points of the plugin (plugins cannot add `nix` subcommands).
 //
 //   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
-//                           forceDrvPaths ? true; argv ? [ ]; }
+//                           forceDrvPaths ? true; stacks ? false; argv ? [ ]; }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
 // nix::Error so that Nix prints them like any evaluation error instead of terminating.
 #include "shim.hh"
+#include "stacks.hh"
 #include "walk.hh"
 #include "nix-evalcost/src/bridge.rs.h"
 
@@ -66,6 +67,9 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
         r.systems.push_back(rust::String(nix::settings.thisSystem.get()));
     }
     if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
+    r.stacks = false;
+    if (auto * v = optionalAttr(state, args, "stacks"))
+        r.stacks = state.forceBool(*v, pos, "while evaluating stacks");
     return r;
 }
 
@@ -103,6 +107,8 @@ void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args,
         walk_begin(WalkRequest(request)); // Rust keeps its own copy
         WalkResult result(state, std::string(request.report), v);
         try {
+            std::optional<StackProfiling> stacks;
+            if (request.stacks) stacks.emplace(state);
             walkFlake(state, request);
         } catch (nix::Interrupted &) {
             walk_finish(/*interrupted=*/true); // Ctrl-C: a valid partial report, then stop as Nix does.

@@ -3,7 +3,7 @@
 
 // The extern "Rust" functions below are resolved here (cxx looks them up in `super`).
 use crate::plugin::{
-    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, walk_abandon,
+    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, stack_event, walk_abandon,
     walk_begin, walk_finish, walk_flake, walk_phase,
 };
 
@@ -49,6 +49,7 @@ pub mod ffi {
         systems: Vec<String>,
         all_systems: bool,
         force_drv_paths: bool,
+        stacks: bool,
         argv: Vec<String>,
     }
 
@@ -95,6 +96,7 @@ pub mod ffi {
         fn walk_abandon();
         fn measure_enter(label: &str) -> Result<u32>;
         fn measure_exit(node: u32, error: &str) -> Result<()>;
+        fn stack_event(line: &str);
     }
 
     unsafe extern "C++" {

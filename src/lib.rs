@@ -5,6 +5,7 @@
 //!   the builtins in `primops.cc`, version differences in `compat.hh`);
 //! - [`bridge`]: the cxx declarations between the two; [`plugin`]: the Rust half of the plugin;
 //! - [`accounting`]: exclusive-cost accounting; [`walk_policy`]: which outputs are visited;
+//! - [`stacks`]: call-stack profiles (the call tree under each walked node);
 //! - [`report`]: the report schema; [`report_io`]: reading and writing it;
 //! - [`merge`]: merging many reports into per-path statistics ([`stats`], [`pathglob`]);
 //! - [`metric`], [`units`], [`render`]: one exporter per output format;
@@ -23,6 +24,7 @@ pub mod probe;
 pub mod render;
 pub mod report;
 pub mod report_io;
+pub mod stacks;
 pub mod stats;
 pub mod units;
 pub mod walk_policy;

@@ -46,6 +46,7 @@ pub const METRICS: &[Metric] = &[
     cost_metric!("thunks", Count, "thunks created", |c, s| c.thunks),
     cost_metric!("fncalls", Count, "Nix function calls", |c, s| c.function_calls),
     cost_metric!("primops", Count, "builtin (primop) calls", |c, s| c.primop_calls),
+    cost_metric!("calls", Count, "calls of Nix functions and builtins", |c, s| c.function_calls.saturating_add(c.primop_calls)),
     cost_metric!("lookups", Count, "attribute selections", |c, s| c.lookups),
     cost_metric!("values", Count, "values allocated", |c, s| c.values),
     cost_metric!("envs", Count, "environments allocated", |c, s| c.envs),

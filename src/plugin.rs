@@ -124,7 +124,6 @@ impl Reading {
     /// (as between two sibling nodes). Readings stay monotonic, so conservation is unaffected.
     fn after(previous: Option<&Reading>) -> Reading {
         let raw = ffi::read_counters();
-        let wall_ns = LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64;
         let (cpu_ns, peak_rss_bytes) = match previous {
             Some(p) if p.raw == raw => (p.cost.cpu_ns, p.peak_rss_bytes),
             _ => {
@@ -132,31 +131,40 @@ impl Reading {
                 (usage.cpu_ns, usage.peak_rss_bytes)
             }
         };
-        let cost = Cost {
-            thunks: raw.thunks,
-            function_calls: raw.function_calls,
-            primop_calls: raw.primop_calls,
-            lookups: raw.lookups,
-            values: raw.values,
-            envs: raw.envs,
-            values_in_envs: raw.values_in_envs,
-            list_elems: raw.list_elems,
-            list_concats: raw.list_concats,
-            attrsets: raw.attrsets,
-            attrs_in_attrsets: raw.attrs_in_attrsets,
-            op_updates: raw.op_updates,
-            op_update_values_copied: raw.op_update_values_copied,
-            avoided: raw.avoided,
-            gc_bytes: raw.gc_total_bytes,
-            gc_cycles: raw.gc_cycles,
-            wall_ns,
-            cpu_ns,
-        };
-        Reading { raw, cost, peak_rss_bytes }
+        Reading { raw, cost: cost_of(&raw, cpu_ns), peak_rss_bytes }
+    }
+
+    /// Nix's counters and the wall clock only (CPU time stays 0): cheap enough for every call.
+    fn counters_and_clock() -> Cost {
+        cost_of(&ffi::read_counters(), 0)
     }
 
     fn gauges(&self) -> Gauges {
         Gauges { gc_heap_bytes: self.raw.gc_heap_bytes, rss_bytes: probe::rss_bytes(), peak_rss_bytes: self.peak_rss_bytes }
+    }
+}
+
+/// A cumulative reading from Nix's counters, the wall clock since load, and `cpu_ns`.
+fn cost_of(raw: &ffi::RawCounters, cpu_ns: u64) -> Cost {
+    Cost {
+        thunks: raw.thunks,
+        function_calls: raw.function_calls,
+        primop_calls: raw.primop_calls,
+        lookups: raw.lookups,
+        values: raw.values,
+        envs: raw.envs,
+        values_in_envs: raw.values_in_envs,
+        list_elems: raw.list_elems,
+        list_concats: raw.list_concats,
+        attrsets: raw.attrsets,
+        attrs_in_attrsets: raw.attrs_in_attrsets,
+        op_updates: raw.op_updates,
+        op_update_values_copied: raw.op_update_values_copied,
+        avoided: raw.avoided,
+        gc_bytes: raw.gc_total_bytes,
+        gc_cycles: raw.gc_cycles,
+        wall_ns: LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64,
+        cpu_ns,
     }
 }
 
@@ -193,6 +201,8 @@ struct Session {
     started: Cost,
     last: Reading,
     progress: Option<Progress>,
+    /// The call-stack profile, when the walk asked for one.
+    stacks: Option<crate::stacks::CallTree>,
 }
 
 impl Session {
@@ -213,6 +223,7 @@ impl Session {
             started: now,
             last: reading,
             progress: Progress::from_env(),
+            stacks: None,
         }
     }
 
@@ -283,6 +294,7 @@ impl Session {
 
     fn close(mut self, now: Cost, complete: bool, end: Gauges) -> Report {
         self.ledger.close_all(now);
+        let stacks = self.stacks.take().map(|tree| tree.finish(now));
         self.phases.push(Phase { name: "total".into(), cost: now.since(&self.started) });
         self.meta.complete = complete;
         if let Some(progress) = &mut self.progress {
@@ -317,6 +329,7 @@ impl Session {
             end,
             phases: self.phases,
             nodes,
+            stacks,
         }
     }
 }
@@ -379,7 +392,9 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             complete: false,
         };
         let report = PathBuf::from(request.report);
-        *lock() = Some(Session::new(Mode::Walk { report }, meta, systems));
+        let mut session = Session::new(Mode::Walk { report }, meta, systems);
+        session.stacks = request.stacks.then(crate::stacks::CallTree::default);
+        *lock() = Some(session);
         Ok(())
     })
 }
@@ -455,6 +470,25 @@ pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
             interrupted,
         })
     })
+}
+
+/// One `trace-function-calls` line, intercepted by the shim's logger. Called for every Nix call
+/// while stacks are profiled, so it reads only Nix's counters and the clock (no syscall).
+pub fn stack_event(line: &str) {
+    let _ = guarded("recording a call", || {
+        let event = crate::stacks::parse_trace(line);
+        let mut guard = lock();
+        let Some(session) = guard.as_mut() else { return Ok(()) };
+        let walk_node = session.ledger.innermost().map(|n| n as u32);
+        let Some(tree) = session.stacks.as_mut() else { return Ok(()) };
+        let now = Reading::counters_and_clock();
+        match event {
+            Some(crate::stacks::TraceEvent::Entered(frame)) => tree.enter(walk_node, frame, now),
+            Some(crate::stacks::TraceEvent::Exited) => tree.exit(now),
+            None => {}
+        }
+        Ok(())
+    });
 }
 
 pub fn walk_abandon() {

@@ -25,6 +25,9 @@ pub struct Report {
     pub phases: Vec<Phase>,
     /// Nodes in walk order (pre-order): a parent always comes before its children.
     pub nodes: Vec<Node>,
+    /// Call stacks under the nodes, when the walk profiled them (`profile --stacks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<crate::stacks::Stacks>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -221,6 +224,7 @@ pub(crate) mod tests {
             end: Gauges::default(),
             phases: vec![],
             nodes,
+            stacks: None,
         }
     }
 

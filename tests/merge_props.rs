@@ -40,6 +40,7 @@ fn arb_report() -> impl Strategy<Value = Report> {
             end: Gauges::default(),
             phases: vec![],
             nodes,
+            stacks: None,
         }
     })
 }

@@ -45,6 +45,10 @@ pub struct ProfileArgs {
     /// only their attribute set).
     #[arg(long)]
     no_drv_paths: bool,
+    /// Also profile call stacks (every Nix call, exact) and write time and memory flamegraphs
+    /// next to the report (`<name>.wall.svg`, `<name>.alloc.svg`).
+    #[arg(long)]
+    stacks: bool,
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -97,11 +101,40 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     println!("{}", table::summary(&report));
     print!("{}", table::render(&view, &table_options()));
     eprintln!("report written to {}", output.display());
+    if report.stacks.is_some() {
+        for svg in write_flamegraphs(&report, &output)? {
+            eprintln!("flamegraph written to {}", svg.display());
+        }
+    }
     if !report.meta.complete {
         eprintln!("interrupted: the report holds the nodes walked so far");
         return Ok(EXIT_INTERRUPTED);
     }
     Ok(0)
+}
+
+/// Time and memory flamegraphs of a report with stacks, beside it: `<name>.wall.svg`,
+/// `<name>.alloc.svg` (`<name>` is the report's file name without `.json[.gz]`).
+fn write_flamegraphs(report: &crate::report::Report, output: &Path) -> Result<Vec<PathBuf>> {
+    use crate::render::flamegraph::{folded, svg, SvgOptions};
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
+    let flake = report.meta.flake.as_ref().map_or("(no flake)", |f| f.original_ref.as_str());
+    let mut written = Vec::new();
+    for metric in ["wall", "alloc"] {
+        let metric = crate::metric::find(metric).map_err(|e| anyhow!(e))?;
+        let options = SvgOptions {
+            title: format!("{} — {} ({})", crate::attrpath::sanitize_text(flake), metric.name, metric.help),
+            subtitle: Some("call stacks under each flake output; frames are call sites".into()),
+            metric,
+            width: 1600,
+        };
+        let bytes = svg(&folded(std::slice::from_ref(report), metric), &options)?;
+        let path = output.with_file_name(format!("{stem}.{}.svg", metric.name));
+        crate::report_io::write_atomically(&path, |w| std::io::Write::write_all(w, &bytes))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 fn find_plugin(explicit: Option<&Path>) -> Result<PathBuf> {
@@ -205,11 +238,12 @@ fn walk_expression(args: &ProfileArgs, flake: &str, cwd: &Path, report: &Path) -
         format!("systems = {};", nix_list(args.systems.iter().cloned()))
     };
     format!(
-        "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems} forceDrvPaths = {}; argv = {}; }}",
+        "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems} forceDrvPaths = {}; stacks = {}; argv = {}; }}",
         nix_string(flake),
         nix_string(&cwd.to_string_lossy()),
         nix_string(&report.to_string_lossy()),
         !args.no_drv_paths,
+        args.stacks,
         nix_list(std::env::args()),
     )
 }

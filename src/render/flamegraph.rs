@@ -8,27 +8,59 @@
 
 use crate::attrpath::display_path;
 use crate::metric::Metric;
+use crate::cost::{Cost, Gauges};
 use crate::report::Report;
 use crate::units::Unit;
 use inferno::flamegraph::{self, color::BasicPalette, color::Palette, Options};
 use std::collections::BTreeMap;
 
-/// Folded stacks of the mean cost per run: `frame;frame;frame value`, sorted by stack.
+/// Folded stacks of the mean cost per run: `frame;frame;frame value`, sorted by stack. With
+/// call stacks in a report, each walked node's calls are frames above its path's frames, and
+/// the node keeps only what it cost outside those calls.
 pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
     let mut sums: BTreeMap<String, u128> = BTreeMap::new();
+    let mut add = |stack: String, value: u64| {
+        if value > 0 {
+            *sums.entry(stack).or_default() += value as u128;
+        }
+    };
     for report in reports {
-        for node in &report.nodes {
-            let value = metric.value(&node.cost, &node.after, &report.sizes);
-            if value > 0 {
-                *sums.entry(stack_of(&node.path)).or_default() += value as u128;
+        let value = |cost: &Cost, after: &Gauges| metric.value(cost, after, &report.sizes);
+        // Per walked node (and for "outside any node": the last slot), the cost of its calls.
+        let mut in_calls = vec![0u64; report.nodes.len() + 1];
+        if let Some(stacks) = &report.stacks {
+            let inclusive = stacks.inclusive();
+            let names: Vec<String> = stacks.frames.iter().map(|f| frame_name(f)).collect();
+            let walk_stacks: Vec<String> = report.nodes.iter().map(|n| stack_of(&n.path)).collect();
+            let mut frames: Vec<&str> = Vec::new();
+            for (i, node) in stacks.nodes.iter().enumerate() {
+                if node.parent.is_none() {
+                    let slot = node.walk_node.map_or(report.nodes.len(), |w| w as usize);
+                    in_calls[slot] += value(&inclusive[i], &Gauges::default());
+                }
+                frames.clear();
+                let mut walk_node = None;
+                let mut cur = Some(i as u32);
+                while let Some(c) = cur {
+                    let n = &stacks.nodes[c as usize];
+                    frames.push(&names[n.frame as usize]);
+                    walk_node = walk_node.or(n.walk_node);
+                    cur = n.parent;
+                }
+                let mut stack = walk_node.map_or_else(|| UNATTRIBUTED.to_string(), |w| walk_stacks[w as usize].clone());
+                for frame in frames.iter().rev() {
+                    stack.push(';');
+                    stack.push_str(frame);
+                }
+                add(stack, value(&node.cost, &Gauges::default()));
             }
         }
-        // Start-up, fetching and locking: shown so that the whole graph is the process total.
-        // (No attribute can be displayed as `<unattributed>`: such a name would be quoted.)
-        let outside = metric.value(&report.unattributed, &Default::default(), &report.sizes);
-        if outside > 0 {
-            *sums.entry("<unattributed>".into()).or_default() += outside as u128;
+        for node in &report.nodes {
+            add(stack_of(&node.path), value(&node.cost, &node.after).saturating_sub(in_calls[node.id as usize]));
         }
+        // Start-up, fetching and locking: shown so that the whole graph is the process total.
+        let outside = value(&report.unattributed, &Gauges::default());
+        add(UNATTRIBUTED.to_string(), outside.saturating_sub(in_calls[report.nodes.len()]));
     }
     let runs = reports.len().max(1) as u128;
     sums.into_iter()
@@ -37,6 +69,21 @@ pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
             (mean > 0).then(|| format!("{stack} {mean}"))
         })
         .collect()
+}
+
+/// The frame of cost outside every node. (No attribute is displayed as `<unattributed>`: such
+/// a name would be quoted.)
+const UNATTRIBUTED: &str = "<unattributed>";
+
+/// A call frame as shown: store paths lose their hash (`/nix/store/<hash>-source/x.nix:3:4`
+/// becomes `source/x.nix:3:4`), controls are made visible, `;` is escaped.
+fn frame_name(frame: &str) -> String {
+    let short = frame
+        .strip_prefix("/nix/store/")
+        .and_then(|rest| rest.split_once('-'))
+        .filter(|(hash, _)| hash.len() == 32)
+        .map_or(frame, |(_, rest)| rest);
+    crate::attrpath::sanitize_text(short).replace(';', "\\x3b")
 }
 
 /// A path as a folded stack: each name shown as in Nix (quoted when needed, controls made

@@ -81,6 +81,7 @@ pub fn report(run: u64) -> Report {
         end: Gauges { gc_heap_bytes: 64 << 20, rss_bytes: 130 << 20, peak_rss_bytes: 140 << 20 },
         phases: vec![Phase { name: "total".into(), cost: totals }],
         nodes,
+        stacks: None,
     }
 }
 

@@ -1,0 +1,174 @@
+//! Call-stack profiles on real Nix (2.26: `trace-function-calls` consumed in-process). Frames are
+//! call sites; the source text at a frame's position tells which lambda or operator it calls,
+//! which lets per-lambda counts be checked against NIX_COUNT_CALLS.
+
+mod common;
+use common::*;
+use nix_evalcost::report::Report;
+use std::collections::BTreeMap;
+
+const SOURCE: &str = r#"{
+  outputs = { self }:
+    let
+      fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2);
+      isEven = n: if n == 0 then true else isOdd (n - 1);
+      isOdd = n: if n == 0 then false else isEven (n - 1);
+      count = n: if n == 0 then 0 else 1 + count (n - 1);
+      failing = n: if n == 0 then throw "deep failure" else failing (n - 1);
+    in {
+      lib.fib = fib 15;
+      lib.even = isEven 301;
+      lib.folded = builtins.foldl' (acc: x: acc + x) 0 (builtins.genList (x: x) 100);
+      lib.zdeep = count 1500;
+      lib.yfails = failing 40;
+      lib.zz-after = fib 5;
+    };
+}
+"#;
+
+fn stacked_walk(extra_env: &[(&str, &str)]) -> (Flake, Report, serde_json::Value) {
+    let flake = Flake::new(SOURCE, &[]);
+    let expr = walk_expr(&flake, "stacks = true;");
+    let (run, stats) = nix_eval_with_stats(&expr, extra_env);
+    run.assert_success();
+    assert!(!run.stderr().contains("function-trace"), "trace lines leaked to stderr");
+    (flake, run.report(), stats)
+}
+
+/// Calls per frame (summed over the tree) under the walked node at `path`.
+fn calls_by_frame(report: &Report, path: &str) -> BTreeMap<String, u64> {
+    let stacks = report.stacks.as_ref().expect("the report has stacks");
+    let walk = node(report, path).id;
+    let mut under = vec![false; stacks.nodes.len()];
+    let mut out = BTreeMap::new();
+    for (i, n) in stacks.nodes.iter().enumerate() {
+        under[i] = match n.parent {
+            None => n.walk_node == Some(walk),
+            Some(p) => under[p as usize],
+        };
+        if under[i] {
+            *out.entry(stacks.frames[n.frame as usize].clone()).or_default() += n.calls;
+        }
+    }
+    out
+}
+
+/// The source text at a frame `…/flake.nix:LINE:COL`.
+fn text_at(frame: &str) -> Option<&'static str> {
+    let mut parts = frame.rsplitn(3, ':');
+    let (col, line) = (parts.next()?.parse::<usize>().ok()?, parts.next()?.parse::<usize>().ok()?);
+    let line = SOURCE.lines().nth(line - 1)?;
+    line.get(col - 1..)
+}
+
+/// Which function a call site calls, from its source text.
+fn callee(frame: &str) -> String {
+    match text_at(frame) {
+        Some(t) if t.starts_with('<') => "__lessThan".into(),
+        Some(t) if t.starts_with('-') => "__sub".into(),
+        Some(t) => t.split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '.').next().unwrap().to_string(),
+        None => frame.to_string(),
+    }
+}
+
+fn fib_calls(n: u64) -> u64 {
+    let (mut a, mut b) = (0u64, 1u64);
+    for _ in 0..=n {
+        (a, b) = (b, a + b);
+    }
+    2 * a - 1
+}
+
+#[test]
+fn fib_frames_have_exact_counts() {
+    let (_, report, _) = stacked_walk(&[]);
+    let by_callee = calls_by_frame(&report, "lib.fib").into_iter().fold(BTreeMap::new(), |mut m: BTreeMap<String, u64>, (f, c)| {
+        *m.entry(callee(&f)).or_default() += c;
+        m
+    });
+    let calls = fib_calls(15); // 1973
+    let inner = (calls - 1) / 2; // calls that recurse: 986
+    assert_eq!(by_callee.get("fib"), Some(&calls), "{by_callee:?}");
+    assert_eq!(by_callee.get("__lessThan"), Some(&calls), "{by_callee:?}");
+    assert_eq!(by_callee.get("__sub"), Some(&(2 * inner)), "{by_callee:?}");
+    // Every call of the node is a frame: calls + primop calls, as the node's cost says.
+    let n = node(&report, "lib.fib");
+    let traced: u64 = calls_by_frame(&report, "lib.fib").values().sum();
+    assert_eq!(traced, n.cost.function_calls + n.cost.primop_calls);
+}
+
+#[test]
+fn per_lambda_counts_match_nix_count_calls() {
+    let (_, report, stats) = stacked_walk(&[("NIX_COUNT_CALLS", "1")]);
+    let functions = stats["functions"].as_array().expect("NIX_COUNT_CALLS functions[]");
+    let counted = |name: &str| -> u64 {
+        functions.iter().filter(|f| f["name"] == name).map(|f| f["count"].as_u64().unwrap()).sum()
+    };
+    let mut ours: BTreeMap<String, u64> = BTreeMap::new();
+    for path in ["lib.fib", "lib.even", "lib.zdeep", "lib.yfails", "lib.zz-after"] {
+        for (frame, calls) in calls_by_frame(&report, path) {
+            *ours.entry(callee(&frame)).or_default() += calls;
+        }
+    }
+    // Each of these lambdas is called only from call sites in SOURCE, one argument at a time.
+    // (`count` recurses past the depth cap; its deeper calls are `[truncated]`: see below.)
+    for lambda in ["fib", "isEven", "isOdd", "failing"] {
+        assert_eq!(ours.get(lambda).copied().unwrap_or(0), counted(lambda), "{lambda}: ours {ours:?}");
+    }
+    assert_eq!(ours["isEven"] + ours["isOdd"], 302);
+
+    let primops = &stats["primops"];
+    assert_eq!(ours["__lessThan"], primops["lessThan"].as_u64().unwrap());
+}
+
+#[test]
+fn foldl_calls_its_function_once_per_element() {
+    let (_, report, _) = stacked_walk(&[]);
+    let stacks = report.stacks.as_ref().unwrap();
+    let walk = node(&report, "lib.folded").id;
+    // foldl' and genList are called from the source; they call their lambdas from C++, whose
+    // call sites Nix does not know ("«none»").
+    let roots: Vec<usize> = (0..stacks.nodes.len()).filter(|&i| stacks.nodes[i].walk_node == Some(walk)).collect();
+    let children = |of: usize| -> Vec<(String, u64)> {
+        stacks.nodes.iter().filter(|n| n.parent == Some(of as u32)).map(|n| (stacks.frames[n.frame as usize].clone(), n.calls)).collect()
+    };
+    let foldl = roots.iter().find(|&&r| text_at(&stacks.frames[stacks.nodes[r].frame as usize]).is_some_and(|t| t.starts_with("builtins.foldl'"))).unwrap();
+    let inside: u64 = children(*foldl).iter().filter(|(f, _)| f.starts_with("«none»")).map(|(_, c)| c).sum();
+    assert_eq!(inside, 100, "{:?}", children(*foldl));
+}
+
+#[test]
+fn deep_recursion_is_truncated_and_errors_leave_balanced_frames() {
+    let flake = Flake::new(SOURCE, &[]);
+    let run = profile(&flake.url(), &["--stacks", "--", "--option", "max-call-depth", "20000"]);
+    run.assert_success();
+    let report = run.report();
+    let stacks = report.stacks.as_ref().unwrap();
+    // count 1500 recurses 1500 deep: the tree stops at the cap with one [truncated] frame.
+    let deep = calls_by_frame(&report, "lib.zdeep");
+    assert!(deep.contains_key("[truncated]"), "{:?}", deep.keys().collect::<Vec<_>>());
+    // Under lib.zdeep, one `count` and one `n - 1` frame per level down to the cap: bounded.
+    let walk = node(&report, "lib.zdeep").id;
+    let mut under = vec![false; stacks.nodes.len()];
+    for (i, n) in stacks.nodes.iter().enumerate() {
+        under[i] = n.parent.map_or(n.walk_node == Some(walk), |p| under[p as usize]);
+    }
+    let tree_nodes = under.iter().filter(|&&u| u).count();
+    assert!(tree_nodes <= 2 * nix_evalcost::stacks::DEPTH_CAP + 2, "{tree_nodes} tree nodes");
+    // Nothing is lost past the cap: count 1500 makes 1501 calls of `count` and 1500 of `-`.
+    let zdeep = node(&report, "lib.zdeep");
+    assert_eq!(zdeep.cost.function_calls + zdeep.cost.primop_calls, 1501 + 1500);
+    assert_eq!(deep.values().sum::<u64>(), 1501 + 1500);
+    // The failing recursion unwound through 41 frames; the next node starts from its own root.
+    assert!(node(&report, "lib.yfails").error.as_deref().unwrap().contains("deep failure"));
+    let after = node(&report, "lib.zz-after").id;
+    let after_roots = stacks.nodes.iter().filter(|n| n.walk_node == Some(after)).count();
+    assert!(after_roots >= 1, "lib.zz-after's calls hang under it, not under the failed stack");
+    assert_eq!(calls_by_frame(&report, "lib.zz-after").values().sum::<u64>(), fib_calls(5) + fib_calls(5) + (fib_calls(5) - 1));
+    // The flamegraphs were written next to the report and are SVG.
+    for metric in ["wall", "alloc"] {
+        let svg = std::fs::read_to_string(run.report_path.with_file_name(format!("report.{metric}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("zdeep"), "{metric}");
+    }
+    assert!(run.stderr().contains("flamegraph written to"));
+}

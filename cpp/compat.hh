@@ -47,6 +47,7 @@ struct Expose
 };
 } // namespace evalcost::compat
 
+#define EVALCOST_COMMA ,
 #define EVALCOST_EXPOSE(Class, Type, Name)                                      \
     namespace evalcost::compat {                                                \
     struct Tag_##Name { using type = Type Class::*; friend type memberOf(Tag_##Name); }; \
@@ -67,6 +68,10 @@ inline uint64_t thunkCount() { return nix::nrThunks; }
 // nrThunks is file-static in eval.cc and not reachable. Not supported yet: fail loudly.
 #error "nix-evalcost supports Nix 2.26 to 2.31 for now; see docs/development.md"
 #endif
+
+// PosTable's origins and line cache (see warmPositionLineCache below).
+EVALCOST_EXPOSE(nix::PosTable, std::map<uint32_t EVALCOST_COMMA nix::PosTable::Origin>, origins)
+EVALCOST_EXPOSE(nix::PosTable, nix::Sync<std::map<uint32_t EVALCOST_COMMA std::vector<uint32_t>>>, lines)
 
 EVALCOST_EXPOSE_COUNTER(nrEnvs)
 EVALCOST_EXPOSE_COUNTER(nrValuesInEnvs)
@@ -121,6 +126,29 @@ inline const std::string & nixVersion() { return nix::nixVersion; }
 // EvalState holds a const reference to the (non-const) global nix::evalSettings, so writing
 // through it is well-defined.
 inline bool traceFunctionCalls(nix::EvalState & state) { return state.settings.traceFunctionCalls; }
+
+// Nix 2.26: PosTable::operator[] takes a *copy* of its per-file line table
+// (`auto linesForInput = (*lines)[origin->offset]`) and never stores what it computes, so every
+// lookup re-reads the source file. With trace-function-calls every call looks its position up:
+// that re-reading was most of the cost of profiling stacks. Filling the table once per source
+// file (with Nix's own algorithm) makes the copy non-empty and the file is not read again.
+// `seen` is how many origins were filled already; the check is a map size, cheap per call.
+inline void warmPositionLineCache(nix::EvalState & state, size_t & seen)
+{
+    auto & origins = state.positions.*memberOf(Tag_origins{});
+    if (origins.size() == seen) return;
+    auto lines = (state.positions.*memberOf(Tag_lines{})).lock();
+    for (auto & [offset, origin] : origins) {
+        auto & table = (*lines)[offset];
+        if (!table.empty()) continue;
+        auto source = nix::Pos(0, 0, origin.origin).getSource().value_or("");
+        const char * begin = source.data();
+        for (nix::Pos::LinesIterator it(source), end; it != end; it++)
+            table.push_back(it->data() - begin);
+        if (table.empty()) table.push_back(0);
+    }
+    seen = origins.size();
+}
 inline void setTraceFunctionCalls(nix::EvalState & state, bool on)
 {
     const_cast<nix::EvalSettings &>(state.settings).traceFunctionCalls = on;

@@ -16,13 +16,16 @@ constexpr std::string_view tracePrefix = "function-trace ";
 class TraceLogger : public nix::Logger
 {
     nix::Logger & inner;
+    nix::EvalState & state;
+    size_t originsWarmed = 0;
 
 public:
-    explicit TraceLogger(nix::Logger & inner) : inner(inner) {}
+    TraceLogger(nix::Logger & inner, nix::EvalState & state) : inner(inner), state(state) {}
 
     void log(nix::Verbosity lvl, std::string_view s) override
     {
         if (lvl == nix::lvlInfo && s.starts_with(tracePrefix)) {
+            compat::warmPositionLineCache(state, originsWarmed);
             stack_event(rust::Str(s.data(), s.size()));
             return;
         }
@@ -58,7 +61,7 @@ struct StackProfiling::Impl
     TraceLogger logger;
 
     explicit Impl(nix::EvalState & state)
-        : state(state), previous(nix::logger), previousTrace(compat::traceFunctionCalls(state)), logger(*nix::logger)
+        : state(state), previous(nix::logger), previousTrace(compat::traceFunctionCalls(state)), logger(*nix::logger, state)
     {
         nix::logger = &logger;
         compat::setTraceFunctionCalls(state, true);

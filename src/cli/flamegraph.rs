@@ -63,15 +63,18 @@ pub fn run(args: FlamegraphArgs) -> anyhow::Result<i32> {
                 new.len()
             );
             let (before, after) = (flamegraph::folded(&base, args.metric), flamegraph::folded(&new, args.metric));
+            // (Not pruned: a frame too narrow in one set may be what grew in the other.)
             flamegraph::diff_svg(&before, &after, &options(&new, Some(crate::attrpath::sanitize_text(&subtitle))))?
         }
         None => {
             let reports = load(&args.inputs)?;
-            let lines = flamegraph::folded(&reports, args.metric);
             if args.folded {
+                let lines = flamegraph::folded(&reports, args.metric);
                 args.output.emit(&lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
                 return Ok(0);
             }
+            // Calls too narrow to see are folded into their callers before drawing.
+            let lines = flamegraph::folded_above(&reports, args.metric, flamegraph::INVISIBLE);
             let subtitle = (reports.len() > 1).then(|| format!("mean of {} runs", reports.len()));
             flamegraph::svg(&lines, &options(&reports, subtitle))?
         }

@@ -114,14 +114,14 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
 }
 
 /// Time and memory flamegraphs of a report with stacks, beside it: `<name>.wall.svg`,
-/// `<name>.alloc.svg` (`<name>` is the report's file name without `.json[.gz]`).
+/// `<name>.alloc.svg` (`<name>` is the report's file name without `.json[.gz]`), drawn in
+/// parallel (a recursive evaluation can have hundreds of thousands of distinct stacks).
 fn write_flamegraphs(report: &crate::report::Report, output: &Path) -> Result<Vec<PathBuf>> {
-    use crate::render::flamegraph::{folded, svg, SvgOptions};
+    use crate::render::flamegraph::{folded_above, svg, SvgOptions, INVISIBLE};
     let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
     let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
     let flake = report.meta.flake.as_ref().map_or("(no flake)", |f| f.original_ref.as_str());
-    let mut written = Vec::new();
-    for metric in ["wall", "alloc"] {
+    let draw = |metric: &str| -> Result<PathBuf> {
         let metric = crate::metric::find(metric).map_err(|e| anyhow!(e))?;
         let options = SvgOptions {
             title: format!("{} — {} ({})", crate::attrpath::sanitize_text(flake), metric.name, metric.help),
@@ -129,12 +129,16 @@ fn write_flamegraphs(report: &crate::report::Report, output: &Path) -> Result<Ve
             metric,
             width: 1600,
         };
-        let bytes = svg(&folded(std::slice::from_ref(report), metric), &options)?;
+        let bytes = svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?;
         let path = output.with_file_name(format!("{stem}.{}.svg", metric.name));
         crate::report_io::write_atomically(&path, |w| std::io::Write::write_all(w, &bytes))?;
-        written.push(path);
-    }
-    Ok(written)
+        Ok(path)
+    };
+    std::thread::scope(|scope| {
+        let memory = scope.spawn(|| draw("alloc"));
+        let time = draw("wall");
+        Ok(vec![time?, memory.join().map_err(|_| anyhow!("drawing the memory flamegraph failed"))??])
+    })
 }
 
 fn find_plugin(explicit: Option<&Path>) -> Result<PathBuf> {

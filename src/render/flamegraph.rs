@@ -18,6 +18,13 @@ use std::collections::BTreeMap;
 /// call stacks in a report, each walked node's calls are frames above its path's frames, and
 /// the node keeps only what it cost outside those calls.
 pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
+    folded_above(reports, metric, 0.0)
+}
+
+/// Like [`folded`], but a call whose inclusive cost is below `min_fraction` of its report's
+/// total is folded into its caller's frame: widths of what remains are unchanged, and an SVG of
+/// a deeply recursive evaluation does not draw hundreds of thousands of invisible frames.
+pub fn folded_above(reports: &[Report], metric: &Metric, min_fraction: f64) -> Vec<String> {
     let mut sums: BTreeMap<String, u128> = BTreeMap::new();
     let mut add = |stack: String, value: u64| {
         if value > 0 {
@@ -32,11 +39,29 @@ pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
             let inclusive = stacks.inclusive();
             let names: Vec<String> = stacks.frames.iter().map(|f| frame_name(f)).collect();
             let walk_stacks: Vec<String> = report.nodes.iter().map(|n| stack_of(&n.path)).collect();
+            let threshold = (value(&report.totals, &report.end) as f64 * min_fraction) as u64;
+            // A call is drawn if it and all its callers are at least `threshold`; a call that is
+            // not, under one that is, adds its inclusive cost to that caller's own.
+            let mut shown = vec![false; stacks.nodes.len()];
+            let mut self_value: Vec<u64> = stacks.nodes.iter().map(|n| value(&n.cost, &Gauges::default())).collect();
+            for (i, node) in stacks.nodes.iter().enumerate() {
+                let incl = value(&inclusive[i], &Gauges::default());
+                let parent_shown = node.parent.is_none_or(|p| shown[p as usize]);
+                shown[i] = parent_shown && incl >= threshold;
+                if !shown[i] && parent_shown {
+                    if let Some(p) = node.parent {
+                        self_value[p as usize] += incl;
+                    }
+                }
+            }
             let mut frames: Vec<&str> = Vec::new();
             for (i, node) in stacks.nodes.iter().enumerate() {
-                if node.parent.is_none() {
+                if node.parent.is_none() && shown[i] {
                     let slot = node.walk_node.map_or(report.nodes.len(), |w| w as usize);
                     in_calls[slot] += value(&inclusive[i], &Gauges::default());
+                }
+                if !shown[i] {
+                    continue;
                 }
                 frames.clear();
                 let mut walk_node = None;
@@ -52,7 +77,7 @@ pub fn folded(reports: &[Report], metric: &Metric) -> Vec<String> {
                     stack.push(';');
                     stack.push_str(frame);
                 }
-                add(stack, value(&node.cost, &Gauges::default()));
+                add(stack, self_value[i]);
             }
         }
         for node in &report.nodes {
@@ -121,6 +146,9 @@ fn inferno_options(opts: &SvgOptions) -> Options<'static> {
     o
 }
 
+/// The narrowest frame inferno draws by default: 0.1 px of a 1600 px graph.
+pub const INVISIBLE: f64 = 0.1 / 1600.0;
+
 /// An SVG of folded `lines`.
 pub fn svg(lines: &[String], opts: &SvgOptions) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -147,4 +175,52 @@ pub fn diff_svg(before: &[String], after: &[String], opts: &SvgOptions) -> std::
     let text = String::from_utf8_lossy(&diff).into_owned();
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     svg(&lines, opts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{node, report};
+    use crate::stacks::CallTree;
+
+    fn at(thunks: u64) -> Cost {
+        Cost { thunks, ..Cost::default() }
+    }
+
+    /// One output whose evaluation calls `big` (cost 1000) and `tiny` (cost 1) from `main`.
+    fn with_stacks() -> Report {
+        let mut tree = CallTree::default();
+        tree.enter(Some(0), "main.nix:1:1", at(0));
+        tree.enter(Some(0), "big.nix:2:2", at(10));
+        tree.exit(at(1010));
+        tree.enter(Some(0), "tiny.nix:3:3", at(1010));
+        tree.exit(at(1011));
+        tree.exit(at(1020));
+        let mut r = report(vec![node(0, None, &["lib", "x"], 1030)]);
+        r.totals.thunks = 1030;
+        r.stacks = Some(tree.finish(at(1020)));
+        r
+    }
+
+    #[test]
+    fn calls_sit_above_their_output_and_pruning_keeps_totals() {
+        let thunks = crate::metric::find("thunks").unwrap();
+        let r = [with_stacks()];
+        let all = folded(&r, thunks);
+        assert_eq!(
+            all,
+            vec![
+                "lib;x 10".to_string(),
+                "lib;x;main.nix:1:1 19".into(),
+                "lib;x;main.nix:1:1;big.nix:2:2 1000".into(),
+                "lib;x;main.nix:1:1;tiny.nix:3:3 1".into(),
+            ]
+        );
+        // tiny (1 of 1030) is below 1%: it becomes main's own cost; the total is unchanged.
+        let pruned = folded_above(&r, thunks, 0.01);
+        assert_eq!(pruned, vec!["lib;x 10", "lib;x;main.nix:1:1 20", "lib;x;main.nix:1:1;big.nix:2:2 1000"]);
+        let total = |lines: &[String]| lines.iter().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum::<u64>();
+        assert_eq!(total(&all), total(&pruned));
+        assert_eq!(total(&all), 1030);
+    }
 }

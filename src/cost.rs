@@ -127,6 +127,19 @@ impl Cost {
     }
 }
 
+/// Inclusive costs of a tree stored parents first (each node after its parent): every node's
+/// own cost plus all its descendants'. `nodes` yields (parent index, exclusive cost).
+pub fn inclusive_costs<'a>(nodes: impl Iterator<Item = (Option<u32>, &'a Cost)>) -> Vec<Cost> {
+    let (parents, mut inclusive): (Vec<Option<u32>>, Vec<Cost>) = nodes.map(|(p, c)| (p, *c)).unzip();
+    for i in (0..inclusive.len()).rev() {
+        if let Some(parent) = parents[i] {
+            let child = inclusive[i];
+            inclusive[parent as usize].add(&child);
+        }
+    }
+    inclusive
+}
+
 /// Readings that are not additive: the state of the process at an instant.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

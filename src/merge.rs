@@ -391,7 +391,8 @@ pub enum MergeError {
 
 /// Refuses to merge runs whose costs do not describe the same thing.
 pub fn check_compatible(runs: &[RunInfo]) -> Result<(), MergeError> {
-    let checks: [(&str, fn(&RunInfo) -> String); 3] = [
+    type Check = (&'static str, fn(&RunInfo) -> String);
+    let checks: [Check; 3] = [
         ("flake revisions", RunInfo::revision),
         ("system selections", RunInfo::systems),
         ("modes", |r: &RunInfo| r.meta.mode.clone()),

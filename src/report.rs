@@ -174,14 +174,7 @@ impl Report {
 
     /// Inclusive cost of every node: its own plus all its descendants'.
     pub fn inclusive_costs(&self) -> Vec<Cost> {
-        let mut inclusive: Vec<Cost> = self.nodes.iter().map(|n| n.cost).collect();
-        for i in (0..self.nodes.len()).rev() {
-            if let Some(parent) = self.nodes[i].parent {
-                let child = inclusive[i];
-                inclusive[parent as usize].add(&child);
-            }
-        }
-        inclusive
+        crate::cost::inclusive_costs(self.nodes.iter().map(|n| (n.parent, &n.cost)))
     }
 
     pub fn error_count(&self) -> usize {

@@ -172,14 +172,7 @@ pub fn parse_trace(line: &str) -> Option<TraceEvent<'_>> {
 impl Stacks {
     /// Inclusive cost of every tree node.
     pub fn inclusive(&self) -> Vec<Cost> {
-        let mut inc: Vec<Cost> = self.nodes.iter().map(|n| n.cost).collect();
-        for i in (0..self.nodes.len()).rev() {
-            if let Some(p) = self.nodes[i].parent {
-                let child = inc[i];
-                inc[p as usize].add(&child);
-            }
-        }
-        inc
+        crate::cost::inclusive_costs(self.nodes.iter().map(|n| (n.parent, &n.cost)))
     }
 }
 

@@ -124,19 +124,25 @@ struct Glyphs {
 const UNICODE: Glyphs = Glyphs { branch: "├───", last: "└───", pipe: "│   ", space: "    ", error: "✗", more: "…" };
 const ASCII: Glyphs = Glyphs { branch: "|---", last: "`---", pipe: "|   ", space: "    ", error: "x", more: "..." };
 
+/// One line of the text tree: the label, the cost columns (none for the header line), the error.
+struct TextLine {
+    label: String,
+    columns: Option<[String; 3]>,
+    error: Option<String>,
+}
+
 fn text(tree: &Tree) -> String {
     let g = if tree.opts.ascii { &ASCII } else { &UNICODE };
-    let mut lines: Vec<(String, Option<[String; 3]>, Option<String>)> = Vec::new();
     let flake = tree.report.meta.flake.as_ref().map_or_else(|| "(measure)".to_string(), |f| f.original_ref.clone());
-    lines.push((sanitize_text(&flake), None, None));
+    let mut lines = vec![TextLine { label: sanitize_text(&flake), columns: None, error: None }];
     text_items(tree, &tree.roots, 1, String::new(), g, &mut lines);
     let unit = tree.opts.metric.unit;
-    let left = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0).min(80);
+    let left = lines.iter().map(|l| l.label.chars().count()).max().unwrap_or(0).min(80);
     let mut out = String::new();
     let _ = writeln!(out, "{:left$}  {:>10}  {:>10}  {:>6}", "", format!("{} incl", tree.opts.metric.name), "excl", "share");
-    for (label, cols, error) in lines {
+    for TextLine { label, columns, error } in lines {
         let label = cut(&label, left, g);
-        match cols {
+        match columns {
             Some([incl, excl, share]) => {
                 let _ = write!(out, "{label:left$}  {incl:>10}  {excl:>10}  {share:>6}");
             }
@@ -162,7 +168,7 @@ fn text_items(
     depth: usize,
     prefix: String,
     g: &Glyphs,
-    lines: &mut Vec<(String, Option<[String; 3]>, Option<String>)>,
+    lines: &mut Vec<TextLine>,
 ) {
     let unit = tree.opts.metric.unit;
     let items = tree.items(nodes, depth);
@@ -175,13 +181,13 @@ fn text_items(
                 let incl = tree.incl(i);
                 let cols = [units::format(incl, unit), units::format(tree.excl(i), unit), format!("{:.1}%", tree.share(incl) * 100.0)];
                 let error = tree.report.nodes[i].error.as_deref().map(|e| sanitize_text(e.lines().next().unwrap_or("")));
-                lines.push((format!("{head}{}", tree.label(i)), Some(cols), error));
+                lines.push(TextLine { label: format!("{head}{}", tree.label(i)), columns: Some(cols), error });
                 let next = format!("{prefix}{}", if last { g.space } else { g.pipe });
                 text_items(tree, &tree.children[i], depth + 1, next, g, lines);
             }
             Item::Folded { count, inclusive } => {
                 let cols = [units::format(inclusive, unit), String::new(), format!("{:.1}%", tree.share(inclusive) * 100.0)];
-                lines.push((format!("{head}{} {count} more", g.more), Some(cols), None));
+                lines.push(TextLine { label: format!("{head}{} {count} more", g.more), columns: Some(cols), error: None });
             }
         }
     }
@@ -270,7 +276,7 @@ fn json(tree: &Tree) -> String {
 
 fn dot(tree: &Tree) -> String {
     let mut out = String::from("digraph evalcost {\n  rankdir=LR;\n  node [shape=box, style=filled, fontname=\"monospace\"];\n");
-    let _ = writeln!(out, "  root [label=\"{}\", fillcolor=\"#ffffff\"];", dot_escape(&tree.report.meta.flake.as_ref().map_or("(measure)", |f| &f.original_ref)));
+    let _ = writeln!(out, "  root [label=\"{}\", fillcolor=\"#ffffff\"];", dot_escape(tree.report.meta.flake.as_ref().map_or("(measure)", |f| &f.original_ref)));
     dot_items(tree, &tree.roots, 1, "root", &mut out);
     out.push_str("}\n");
     out

@@ -15,8 +15,8 @@ fn cost(wall_ms: u64, thunks: u64, calls: u64, alloc: u64) -> Cost {
 /// Run `run` (0, 1, 2, …) of the fixture flake: same shape, wall times that vary by run.
 pub fn report(run: u64) -> Report {
     let w = |base: u64| base + run * 2;
-    // (parent, path, kind, error, cost)
-    let spec: Vec<(Option<u32>, Vec<&str>, Kind, Option<&str>, Cost)> = vec![
+    type Spec<'a> = (Option<u32>, Vec<&'a str>, Kind, Option<&'a str>, Cost); // parent, path, kind, error, cost
+    let spec: Vec<Spec> = vec![
         (None, vec!["packages"], Kind::Attrset, None, cost(0, 1, 0, 32)),
         (Some(0), vec!["packages", "x86_64-linux"], Kind::Attrset, None, cost(1, 3, 1, 64)),
         (Some(1), vec!["packages", "x86_64-linux", "hello"], Kind::Derivation, None, cost(w(10), 120, 40, 4096)),

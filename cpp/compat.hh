@@ -2,7 +2,9 @@
 //
 // build.rs defines EVALCOST_NIX_MINOR from `pkg-config --modversion nix-expr` (26 for 2.26.x).
 // Each branch names the Nix release that introduced the difference. Nothing outside this header
-// may test EVALCOST_NIX_MINOR.
+// may test EVALCOST_NIX_MINOR; other files test the EVALCOST_* feature macros defined here.
+//
+// Tested: 2.26.3 (CI, scripts/nix-env). Checked locally: 2.34.8 (see docs/development.md).
 #pragma once
 
 #ifndef EVALCOST_NIX_MINOR
@@ -54,44 +56,70 @@ struct Expose
     template struct Expose<Tag_##Name, &Class::Name>;                           \
     }
 
+// ---- counters ----------------------------------------------------------------------------
+
 #if EVALCOST_NIX_MINOR < 32
 // Nix up to 2.31: the evaluation counters are plain `unsigned long` members of EvalState,
 // private; nrThunks is a global defined in eval.cc without a declaration in any header.
 namespace nix { extern unsigned long nrThunks; }
-#define EVALCOST_EXPOSE_COUNTER(Name) EVALCOST_EXPOSE(nix::EvalState, unsigned long, Name)
-namespace evalcost::compat {
-inline uint64_t counterValue(unsigned long v) { return v; }
-inline uint64_t thunkCount() { return nix::nrThunks; }
-} // namespace evalcost::compat
+#define EVALCOST_STATE_COUNTER_TYPE unsigned long
+#define EVALCOST_HAS_THUNKS 1
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrEnvs)
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrValuesInEnvs)
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrValues)
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrListElems)
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrAttrsets)
+EVALCOST_EXPOSE(nix::EvalState, unsigned long, nrAttrsInAttrsets)
 #else
-// Nix 2.32+: counters are `nix::Counter` (atomic) and count only while Counter::enabled;
-// nrThunks is file-static in eval.cc and not reachable. Not supported yet: fail loudly.
-#error "nix-evalcost supports Nix 2.26 to 2.31 for now; see docs/development.md"
+// Nix 2.32+: counters are atomic nix::Counter that count only while Counter::enabled (set at
+// start-up from NIX_SHOW_STATS); allocation counters moved to EvalMemory, readable through
+// getStats(); nrThunks became file-static in eval.cc and cannot be read (reported as 0).
+#define EVALCOST_STATE_COUNTER_TYPE nix::Counter
+#define EVALCOST_HAS_THUNKS 0
 #endif
 
-// PosTable's origins and line cache (see warmPositionLineCache below).
-EVALCOST_EXPOSE(nix::PosTable, std::map<uint32_t EVALCOST_COMMA nix::PosTable::Origin>, origins)
-EVALCOST_EXPOSE(nix::PosTable, nix::Sync<std::map<uint32_t EVALCOST_COMMA std::vector<uint32_t>>>, lines)
-
-EVALCOST_EXPOSE_COUNTER(nrEnvs)
-EVALCOST_EXPOSE_COUNTER(nrValuesInEnvs)
-EVALCOST_EXPOSE_COUNTER(nrValues)
-EVALCOST_EXPOSE_COUNTER(nrListElems)
-EVALCOST_EXPOSE_COUNTER(nrLookups)
-EVALCOST_EXPOSE_COUNTER(nrAttrsets)
-EVALCOST_EXPOSE_COUNTER(nrAttrsInAttrsets)
-EVALCOST_EXPOSE_COUNTER(nrAvoided)
-EVALCOST_EXPOSE_COUNTER(nrOpUpdates)
-EVALCOST_EXPOSE_COUNTER(nrOpUpdateValuesCopied)
-EVALCOST_EXPOSE_COUNTER(nrListConcats)
-EVALCOST_EXPOSE_COUNTER(nrPrimOpCalls)
-EVALCOST_EXPOSE_COUNTER(nrFunctionCalls)
-
-// Read one private counter of `state` by name.
-#define EVALCOST_COUNTER(state, Name) \
-    evalcost::compat::counterValue((state).*memberOf(evalcost::compat::Tag_##Name{}))
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrLookups)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrAvoided)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrOpUpdates)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrOpUpdateValuesCopied)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrListConcats)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrPrimOpCalls)
+EVALCOST_EXPOSE(nix::EvalState, EVALCOST_STATE_COUNTER_TYPE, nrFunctionCalls)
 
 namespace evalcost::compat {
+
+template<typename Tag>
+inline uint64_t stateCounter(nix::EvalState & state) { return uint64_t(state.*memberOf(Tag{})); }
+
+#if EVALCOST_NIX_MINOR < 32
+inline uint64_t thunkCount() { return nix::nrThunks; }
+inline uint64_t envs(nix::EvalState & s) { return stateCounter<Tag_nrEnvs>(s); }
+inline uint64_t valuesInEnvs(nix::EvalState & s) { return stateCounter<Tag_nrValuesInEnvs>(s); }
+inline uint64_t values(nix::EvalState & s) { return stateCounter<Tag_nrValues>(s); }
+inline uint64_t listElems(nix::EvalState & s) { return stateCounter<Tag_nrListElems>(s); }
+inline uint64_t attrsets(nix::EvalState & s) { return stateCounter<Tag_nrAttrsets>(s); }
+inline uint64_t attrsInAttrsets(nix::EvalState & s) { return stateCounter<Tag_nrAttrsInAttrsets>(s); }
+// Counting is always on.
+inline bool enableCounters(bool) { return true; }
+#else
+inline uint64_t thunkCount() { return 0; }
+inline uint64_t envs(nix::EvalState & s) { return s.mem.getStats().nrEnvs; }
+inline uint64_t valuesInEnvs(nix::EvalState & s) { return s.mem.getStats().nrValuesInEnvs; }
+inline uint64_t values(nix::EvalState & s) { return s.mem.getStats().nrValues; }
+inline uint64_t listElems(nix::EvalState & s) { return s.mem.getStats().nrListElems; }
+inline uint64_t attrsets(nix::EvalState & s) { return s.mem.getStats().nrAttrsets; }
+inline uint64_t attrsInAttrsets(nix::EvalState & s) { return s.mem.getStats().nrAttrsInAttrsets; }
+// Counting while measuring; returns the previous state so it can be restored (left on, Nix
+// would print the whole NIX_SHOW_STATS JSON at exit).
+inline bool enableCounters(bool on)
+{
+    bool previous = nix::Counter::enabled;
+    nix::Counter::enabled = on;
+    return previous;
+}
+#endif
+
+// ---- primops, lists ------------------------------------------------------------------------
 
 // The field of nix::PrimOp that holds the implementation.
 #if EVALCOST_NIX_MINOR < 30
@@ -104,9 +132,24 @@ template<typename F>
 inline void setPrimOpImpl(nix::PrimOp & op, F f) { op.impl = f; }
 #endif
 
+// Iterating over a list value's items.
+template<typename F>
+inline void forEachListItem(nix::Value & list, F f)
+{
+#if EVALCOST_NIX_MINOR < 30
+    // Nix 2.26: listItems().
+    for (auto * item : list.listItems()) f(*item);
+#else
+    // Nix 2.30+ (checked on 2.34): listView().
+    for (auto * item : list.listView()) f(*item);
+#endif
+}
+
+// ---- flakes --------------------------------------------------------------------------------
+
 // Lock a flake the way `nix eval`/`nix flake show` do, but never write flake.lock: an
-// incomplete lock file is completed in memory only. 2.26: flake settings are the global
-// nix::flakeSettings of libcmd, passed explicitly to lockFlake.
+// incomplete lock file is completed in memory only. Flake settings are the global
+// nix::flakeSettings of libcmd, passed explicitly to lockFlake (2.26 to 2.34).
 inline nix::flake::LockedFlake lockFlakeInMemory(nix::EvalState & state, const nix::FlakeRef & ref)
 {
     return nix::flake::lockFlake(nix::flakeSettings, state, ref,
@@ -122,17 +165,36 @@ inline nix::FlakeRef parseFlakeRefAt(nix::EvalState & state, const std::string &
 
 inline const std::string & nixVersion() { return nix::nixVersion; }
 
+} // namespace evalcost::compat
+
+// ---- call stacks ---------------------------------------------------------------------------
+
+#if EVALCOST_NIX_MINOR < 30
+// Nix up to 2.29: no profiler hook. Stacks come from `trace-function-calls` messages, consumed
+// by a logger wrapper (cpp/stacks.cc); frames are call sites.
+#define EVALCOST_STACKS_VIA_PROFILER 0
+
+// PosTable's origins and line cache (see warmPositionLineCache below).
+EVALCOST_EXPOSE(nix::PosTable, std::map<uint32_t EVALCOST_COMMA nix::PosTable::Origin>, origins)
+EVALCOST_EXPOSE(nix::PosTable, nix::Sync<std::map<uint32_t EVALCOST_COMMA std::vector<uint32_t>>>, lines)
+
+namespace evalcost::compat {
+
 // `trace-function-calls`, switched on only while a walk profiles call stacks. 2.26: the
 // EvalState holds a const reference to the (non-const) global nix::evalSettings, so writing
 // through it is well-defined.
 inline bool traceFunctionCalls(nix::EvalState & state) { return state.settings.traceFunctionCalls; }
+inline void setTraceFunctionCalls(nix::EvalState & state, bool on)
+{
+    const_cast<nix::EvalSettings &>(state.settings).traceFunctionCalls = on;
+}
 
 // Nix 2.26: PosTable::operator[] takes a *copy* of its per-file line table
 // (`auto linesForInput = (*lines)[origin->offset]`) and never stores what it computes, so every
-// lookup re-reads the source file. With trace-function-calls every call looks its position up:
-// that re-reading was most of the cost of profiling stacks. Filling the table once per source
-// file (with Nix's own algorithm) makes the copy non-empty and the file is not read again.
-// `seen` is how many origins were filled already; the check is a map size, cheap per call.
+// lookup re-reads the source file (2.34 caches it). With trace-function-calls every call looks
+// its position up: that re-reading was most of the cost of profiling stacks. Filling the table
+// once per source file (with Nix's own algorithm) makes the copy non-empty and the file is not
+// read again. `seen` is how many origins were filled already; the check is a map size.
 inline void warmPositionLineCache(nix::EvalState & state, size_t & seen)
 {
     auto & origins = state.positions.*memberOf(Tag_origins{});
@@ -149,9 +211,18 @@ inline void warmPositionLineCache(nix::EvalState & state, size_t & seen)
     }
     seen = origins.size();
 }
-inline void setTraceFunctionCalls(nix::EvalState & state, bool on)
-{
-    const_cast<nix::EvalSettings &>(state.settings).traceFunctionCalls = on;
-}
 
 } // namespace evalcost::compat
+#else
+// Nix 2.30+: EvalState::profiler (a private MultiEvalProfiler) takes EvalProfiler instances whose
+// hooks see every call with its callee; frames name the lambda or `primop NAME`.
+#define EVALCOST_STACKS_VIA_PROFILER 1
+EVALCOST_EXPOSE(nix::EvalState, nix::MultiEvalProfiler, profiler)
+
+namespace evalcost::compat {
+inline void addProfiler(nix::EvalState & state, nix::ref<nix::EvalProfiler> p)
+{
+    (state.*memberOf(Tag_profiler{})).addProfiler(p);
+}
+} // namespace evalcost::compat
+#endif

@@ -19,19 +19,19 @@ RawCounters read_counters() noexcept
     c.gc_cycles = nix::getGCCycles();
     auto * s = activeState;
     if (!s) return c;
-    c.function_calls = EVALCOST_COUNTER(*s, nrFunctionCalls);
-    c.primop_calls = EVALCOST_COUNTER(*s, nrPrimOpCalls);
-    c.lookups = EVALCOST_COUNTER(*s, nrLookups);
-    c.values = EVALCOST_COUNTER(*s, nrValues);
-    c.envs = EVALCOST_COUNTER(*s, nrEnvs);
-    c.values_in_envs = EVALCOST_COUNTER(*s, nrValuesInEnvs);
-    c.list_elems = EVALCOST_COUNTER(*s, nrListElems);
-    c.list_concats = EVALCOST_COUNTER(*s, nrListConcats);
-    c.attrsets = EVALCOST_COUNTER(*s, nrAttrsets);
-    c.attrs_in_attrsets = EVALCOST_COUNTER(*s, nrAttrsInAttrsets);
-    c.op_updates = EVALCOST_COUNTER(*s, nrOpUpdates);
-    c.op_update_values_copied = EVALCOST_COUNTER(*s, nrOpUpdateValuesCopied);
-    c.avoided = EVALCOST_COUNTER(*s, nrAvoided);
+    c.function_calls = compat::stateCounter<compat::Tag_nrFunctionCalls>(*s);
+    c.primop_calls = compat::stateCounter<compat::Tag_nrPrimOpCalls>(*s);
+    c.lookups = compat::stateCounter<compat::Tag_nrLookups>(*s);
+    c.list_concats = compat::stateCounter<compat::Tag_nrListConcats>(*s);
+    c.op_updates = compat::stateCounter<compat::Tag_nrOpUpdates>(*s);
+    c.op_update_values_copied = compat::stateCounter<compat::Tag_nrOpUpdateValuesCopied>(*s);
+    c.avoided = compat::stateCounter<compat::Tag_nrAvoided>(*s);
+    c.values = compat::values(*s);
+    c.envs = compat::envs(*s);
+    c.values_in_envs = compat::valuesInEnvs(*s);
+    c.list_elems = compat::listElems(*s);
+    c.attrsets = compat::attrsets(*s);
+    c.attrs_in_attrsets = compat::attrsInAttrsets(*s);
     return c;
 }
 

@@ -34,9 +34,10 @@ rust::Vec<rust::String> stringList(nix::EvalState & state, nix::Value & list, ni
 {
     rust::Vec<rust::String> out;
     state.forceList(list, pos, "while evaluating a list argument of builtins.evalcostWalk");
-    for (auto * item : list.listItems())
+    compat::forEachListItem(list, [&](nix::Value & item) {
         out.push_back(rust::String(std::string(
-            state.forceStringNoCtx(*item, pos, "while evaluating a list argument of builtins.evalcostWalk"))));
+            state.forceStringNoCtx(item, pos, "while evaluating a list argument of builtins.evalcostWalk"))));
+    });
     return out;
 }
 
@@ -102,6 +103,7 @@ void primWalk(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** args,
     if (!plugin_enabled())
         throw nix::Error("nix-evalcost is disabled (NIX_EVALCOST=0): builtins.evalcostWalk measures nothing");
     ActiveState active(state);
+    CountersOn counting;
     try {
         auto request = readWalkRequest(state, *args[0], pos);
         walk_begin(WalkRequest(request)); // Rust keeps its own copy
@@ -132,6 +134,7 @@ void primMeasure(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** ar
     }
     std::string label(state.forceStringNoCtx(*args[0], pos, "while evaluating the label of builtins.evalcostMeasure"));
     ActiveState active(state);
+    CountersOn counting;
     try {
         uint32_t node = measure_enter(label);
         try {

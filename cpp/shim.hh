@@ -18,4 +18,7 @@ rust::String nix_version() noexcept;
 // primops.cc: registers builtins.evalcostWalk and builtins.evalcostMeasure.
 void register_primops();
 
+// stacks.cc: how call stacks are sensed in this build ("trace-function-calls", "eval-profiler").
+rust::Str stack_source() noexcept;
+
 } // namespace evalcost

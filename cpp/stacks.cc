@@ -1,13 +1,24 @@
-// stacks.cc: where call stacks are sensed, on Nix 2.26 without a profiler hook.
+// stacks.cc: where call stacks are sensed.
 //
-// `trace-function-calls` makes Nix log "function-trace entered POS at NS" and "... exited ..."
-// for every call (lambdas and builtins alike; FunctionCallTrace is RAII, so an exception still
-// logs the exit and frames stay balanced). A logger wrapper hands those lines to Rust as they
-// are produced: nothing reaches stderr and nothing is stored as text.
+// Nix up to 2.29 has no profiler hook: `trace-function-calls` makes Nix log
+// "function-trace entered POS at NS" and "... exited ..." for every call (lambdas and builtins
+// alike; FunctionCallTrace is RAII, so an exception still logs the exit and frames stay
+// balanced). A logger wrapper hands those lines to Rust as they are produced: nothing reaches
+// stderr and nothing is stored as text. Frames are call sites.
+//
+// Nix 2.30+ calls EvalProfiler hooks around every call (the exit hook from a Finally, so frames
+// stay balanced through exceptions). Frames are the called functions: a lambda's name and
+// position, or `primop NAME`, named once per distinct callee.
 #include "stacks.hh"
 #include "nix-evalcost/src/bridge.rs.h"
 
+#include <unordered_map>
+
 namespace evalcost {
+
+#if !EVALCOST_STACKS_VIA_PROFILER
+
+rust::Str stack_source() noexcept { return "trace-function-calls"; }
 
 namespace {
 
@@ -73,6 +84,92 @@ struct StackProfiling::Impl
         nix::logger = previous;
     }
 };
+
+
+#else // EVALCOST_STACKS_VIA_PROFILER
+
+rust::Str stack_source() noexcept { return "eval-profiler"; }
+
+namespace {
+
+class CallProfiler : public nix::EvalProfiler
+{
+public:
+    bool active = false;
+
+private:
+    std::unordered_map<const void *, uint32_t> frames; // callee -> frame id in Rust
+
+    Hooks getNeededHooksImpl() const override { return Hooks().set(preFunctionCall).set(postFunctionCall); }
+
+    static std::string position(nix::EvalState & state, nix::PosIdx pos)
+    {
+        std::ostringstream out;
+        out << state.positions[pos];
+        return out.str();
+    }
+
+    uint32_t frameOf(nix::EvalState & state, const nix::Value & v, nix::PosIdx callPos)
+    {
+        const void * key = nullptr;
+        if (v.isLambda()) key = v.lambda().fun;
+        else if (v.isPrimOp()) key = v.primOp();
+        else if (v.isPrimOpApp()) key = v.primOpAppPrimOp();
+        if (key) {
+            if (auto it = frames.find(key); it != frames.end()) return it->second;
+        }
+        std::string name;
+        if (v.isLambda()) {
+            auto * fun = v.lambda().fun;
+            name = (fun->name ? std::string(state.symbols[fun->name]) : std::string("«lambda»")) + " " + position(state, fun->pos);
+        } else if (v.isPrimOp() || v.isPrimOpApp()) {
+            auto & op = v.isPrimOp() ? *v.primOp() : *v.primOpAppPrimOp();
+            name = "primop " + (op.name.starts_with("__") ? op.name.substr(2) : op.name);
+        } else {
+            // Not yet forced, or a functor: named by where it is called.
+            name = "«call» " + position(state, callPos);
+        }
+        uint32_t id = stack_frame(rust::Str(name.data(), name.size()));
+        if (key) frames.emplace(key, id);
+        return id;
+    }
+
+public:
+    void preFunctionCallHook(nix::EvalState & state, const nix::Value & v, std::span<nix::Value *>, const nix::PosIdx pos) override
+    {
+        if (active) stack_enter(frameOf(state, v, pos));
+    }
+
+    void postFunctionCallHook(nix::EvalState &, const nix::Value &, std::span<nix::Value *>, const nix::PosIdx) override
+    {
+        if (active) stack_exit();
+    }
+};
+
+// EvalState's MultiEvalProfiler can add a profiler but not remove one: each EvalState gets one,
+// switched on only while a walk profiles stacks.
+CallProfiler & profilerFor(nix::EvalState & state)
+{
+    static std::unordered_map<nix::EvalState *, nix::ref<CallProfiler>> profilers;
+    auto it = profilers.find(&state);
+    if (it == profilers.end()) {
+        auto p = nix::make_ref<CallProfiler>();
+        compat::addProfiler(state, p);
+        it = profilers.emplace(&state, p).first;
+    }
+    return *it->second;
+}
+
+} // namespace
+
+struct StackProfiling::Impl
+{
+    CallProfiler & profiler;
+    explicit Impl(nix::EvalState & state) : profiler(profilerFor(state)) { profiler.active = true; }
+    ~Impl() { profiler.active = false; }
+};
+
+#endif
 
 StackProfiling::StackProfiling(nix::EvalState & state) : impl(std::make_unique<Impl>(state)) {}
 StackProfiling::~StackProfiling() = default;

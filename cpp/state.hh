@@ -20,4 +20,16 @@ public:
     ActiveState & operator=(const ActiveState &) = delete;
 };
 
+// Nix counts (2.32+: only while enabled) for the lifetime of the scope, then restores the
+// previous setting.
+class CountersOn
+{
+    bool previous;
+public:
+    CountersOn() : previous(compat::enableCounters(true)) {}
+    ~CountersOn() { compat::enableCounters(previous); }
+    CountersOn(const CountersOn &) = delete;
+    CountersOn & operator=(const CountersOn &) = delete;
+};
+
 } // namespace evalcost

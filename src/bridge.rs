@@ -3,7 +3,8 @@
 
 // The extern "Rust" functions below are resolved here (cxx looks them up in `super`).
 use crate::plugin::{
-    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, stack_event, walk_abandon,
+    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, stack_enter, stack_event,
+    stack_exit, stack_frame, walk_abandon,
     walk_begin, walk_finish, walk_flake, walk_phase,
 };
 
@@ -97,6 +98,9 @@ pub mod ffi {
         fn measure_enter(label: &str) -> Result<u32>;
         fn measure_exit(node: u32, error: &str) -> Result<()>;
         fn stack_event(line: &str);
+        fn stack_frame(name: &str) -> u32;
+        fn stack_enter(frame: u32);
+        fn stack_exit();
     }
 
     unsafe extern "C++" {
@@ -105,6 +109,7 @@ pub mod ffi {
         fn nix_sizes() -> NixSizes;
         fn nix_version() -> String;
         fn register_primops() -> Result<()>;
+        fn stack_source() -> &'static str;
     }
 }
 

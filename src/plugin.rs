@@ -294,7 +294,7 @@ impl Session {
 
     fn close(mut self, now: Cost, complete: bool, end: Gauges) -> Report {
         self.ledger.close_all(now);
-        let stacks = self.stacks.take().map(|tree| tree.finish(now));
+        let stacks = self.stacks.take().map(|tree| tree.finish(now, ffi::stack_source()));
         self.phases.push(Phase { name: "total".into(), cost: now.since(&self.started) });
         self.meta.complete = complete;
         if let Some(progress) = &mut self.progress {
@@ -483,9 +483,41 @@ pub fn stack_event(line: &str) {
         let Some(tree) = session.stacks.as_mut() else { return Ok(()) };
         let now = Reading::counters_and_clock();
         match event {
-            Some(crate::stacks::TraceEvent::Entered(frame)) => tree.enter(walk_node, frame, now),
+            Some(crate::stacks::TraceEvent::Entered(frame)) => tree.enter_named(walk_node, frame, now),
             Some(crate::stacks::TraceEvent::Exited) => tree.exit(now),
             None => {}
+        }
+        Ok(())
+    });
+}
+
+/// The id of a frame name (Nix 2.30+: the shim names each distinct callee once).
+pub fn stack_frame(name: &str) -> u32 {
+    guarded("naming a frame", || {
+        let mut guard = lock();
+        Ok(guard.as_mut().and_then(|s| s.stacks.as_mut()).map_or(0, |tree| tree.frame_id(name)))
+    })
+    .unwrap_or(0)
+}
+
+/// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
+pub fn stack_enter(frame: u32) {
+    let _ = guarded("recording a call", || {
+        let mut guard = lock();
+        let Some(session) = guard.as_mut() else { return Ok(()) };
+        let walk_node = session.ledger.innermost().map(|n| n as u32);
+        if let Some(tree) = session.stacks.as_mut() {
+            tree.enter(walk_node, frame, Reading::counters_and_clock());
+        }
+        Ok(())
+    });
+}
+
+/// The innermost call returns or unwinds (Nix 2.30+).
+pub fn stack_exit() {
+    let _ = guarded("recording a return", || {
+        if let Some(tree) = lock().as_mut().and_then(|s| s.stacks.as_mut()) {
+            tree.exit(Reading::counters_and_clock());
         }
         Ok(())
     });

@@ -16,7 +16,8 @@ pub const TRUNCATED: &str = "[truncated]";
 /// The call stacks of one report (schema: docs/report-schema.md).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stacks {
-    /// How the frames were sensed; "trace-function-calls" on Nix 2.26: frames are call sites.
+    /// How the frames were sensed: "trace-function-calls" (Nix 2.26: frames are call sites) or
+    /// "eval-profiler" (Nix 2.30+: frames are the called functions).
     pub source: String,
     pub depth_cap: usize,
     /// Frame names: call sites `file:line:column` (or `[truncated]`).
@@ -65,7 +66,8 @@ struct Building {
 }
 
 impl CallTree {
-    fn frame_id(&mut self, name: &str) -> u32 {
+    /// The id of a frame name, added on first sight.
+    pub fn frame_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.frame_ids.get(name) {
             return id;
         }
@@ -75,8 +77,15 @@ impl CallTree {
         id
     }
 
-    /// A call of `frame` starts; `walk_node` is the walked node being evaluated.
-    pub fn enter(&mut self, walk_node: Option<u32>, frame: &str, now: Cost) {
+    /// A call of the frame named `frame` starts (Nix 2.26: a call site from the trace).
+    pub fn enter_named(&mut self, walk_node: Option<u32>, frame: &str, now: Cost) {
+        let frame = self.frame_id(frame);
+        self.enter(walk_node, frame, now);
+    }
+
+    /// A call of frame `frame` (an id from [`CallTree::frame_id`]) starts; `walk_node` is the
+    /// walked node being evaluated.
+    pub fn enter(&mut self, walk_node: Option<u32>, frame: u32, now: Cost) {
         let (parent, depth) = match self.open.last() {
             // A stack opened under another walked node (a measure label, a nested walk node)
             // continues under its innermost frame: the walk node frames are its ancestors.
@@ -85,9 +94,10 @@ impl CallTree {
         };
         let node = if depth > DEPTH_CAP {
             // Stay on the [truncated] frame: it absorbs every deeper call.
+            let truncated = self.frame_id(TRUNCATED);
             match parent {
-                Parent::Frame(n) if self.frames[self.nodes[n as usize].frame as usize].as_ref() == TRUNCATED => n,
-                _ => self.child(parent, TRUNCATED, walk_node),
+                Parent::Frame(n) if self.nodes[n as usize].frame == truncated => n,
+                _ => self.child(parent, truncated, walk_node),
             }
         } else {
             self.child(parent, frame, walk_node)
@@ -96,8 +106,7 @@ impl CallTree {
         self.open.push((node, now, depth));
     }
 
-    fn child(&mut self, parent: Parent, frame: &str, walk_node: Option<u32>) -> u32 {
-        let frame = self.frame_id(frame);
+    fn child(&mut self, parent: Parent, frame: u32, walk_node: Option<u32>) -> u32 {
         if let Some(&id) = self.children.get(&(parent, frame)) {
             return id;
         }
@@ -128,7 +137,7 @@ impl CallTree {
     }
 
     /// Closes calls left open (an interrupted walk) and computes exclusive costs.
-    pub fn finish(mut self, now: Cost) -> Stacks {
+    pub fn finish(mut self, now: Cost, source: &str) -> Stacks {
         while !self.open.is_empty() {
             self.exit(now);
         }
@@ -139,7 +148,7 @@ impl CallTree {
             }
         }
         Stacks {
-            source: "trace-function-calls".into(),
+            source: source.into(),
             depth_cap: DEPTH_CAP,
             frames: self.frames.into_iter().map(String::from).collect(),
             nodes: self
@@ -188,13 +197,13 @@ mod tests {
     fn aggregates_by_stack_and_computes_exclusive() {
         let mut tree = CallTree::default();
         // f calls g twice; g's cost is 2 each time; f's own 3.
-        tree.enter(Some(7), "f.nix:1:1", at(0));
-        tree.enter(Some(7), "g.nix:2:2", at(1));
+        tree.enter_named(Some(7), "f.nix:1:1", at(0));
+        tree.enter_named(Some(7), "g.nix:2:2", at(1));
         tree.exit(at(3));
-        tree.enter(Some(7), "g.nix:2:2", at(3));
+        tree.enter_named(Some(7), "g.nix:2:2", at(3));
         tree.exit(at(5));
         tree.exit(at(7));
-        let s = tree.finish(at(7));
+        let s = tree.finish(at(7), "test");
         assert_eq!(s.nodes.len(), 2);
         assert_eq!((s.nodes[0].calls, s.nodes[0].cost.thunks, s.nodes[0].walk_node), (1, 3, Some(7)));
         assert_eq!((s.nodes[1].calls, s.nodes[1].cost.thunks, s.nodes[1].parent), (2, 4, Some(0)));
@@ -206,12 +215,12 @@ mod tests {
         let mut tree = CallTree::default();
         let depth = DEPTH_CAP + 5000;
         for i in 0..depth {
-            tree.enter(None, "rec.nix:1:1", at(i as u64));
+            tree.enter_named(None, "rec.nix:1:1", at(i as u64));
         }
         for i in 0..depth {
             tree.exit(at((depth + i) as u64));
         }
-        let s = tree.finish(at(2 * depth as u64));
+        let s = tree.finish(at(2 * depth as u64), "test");
         assert_eq!(s.nodes.len(), DEPTH_CAP + 1);
         let last = s.nodes.last().unwrap();
         assert_eq!(s.frames[last.frame as usize], TRUNCATED);

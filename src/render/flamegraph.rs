@@ -190,15 +190,15 @@ mod tests {
     /// One output whose evaluation calls `big` (cost 1000) and `tiny` (cost 1) from `main`.
     fn with_stacks() -> Report {
         let mut tree = CallTree::default();
-        tree.enter(Some(0), "main.nix:1:1", at(0));
-        tree.enter(Some(0), "big.nix:2:2", at(10));
+        tree.enter_named(Some(0), "main.nix:1:1", at(0));
+        tree.enter_named(Some(0), "big.nix:2:2", at(10));
         tree.exit(at(1010));
-        tree.enter(Some(0), "tiny.nix:3:3", at(1010));
+        tree.enter_named(Some(0), "tiny.nix:3:3", at(1010));
         tree.exit(at(1011));
         tree.exit(at(1020));
         let mut r = report(vec![node(0, None, &["lib", "x"], 1030)]);
         r.totals.thunks = 1030;
-        r.stacks = Some(tree.finish(at(1020)));
+        r.stacks = Some(tree.finish(at(1020), "test"));
         r
     }
 

@@ -24,8 +24,12 @@ pub fn read_report(path: &Path) -> Result<Report, ReportError> {
     let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
     let (mut json, mut scratch) = (Vec::new(), Vec::new());
     read_bytes(path, &mut json, &mut scratch)?;
-    // Parsing from a slice is several times faster than from a reader.
-    let report: Report = serde_json::from_slice(&json).map_err(|e| invalid(describe_json_error(&e)))?;
+    // sonic-rs (SIMD) parses about twice as fast as serde_json; on a failure serde_json parses
+    // again for its precise "truncated at line L column C" message.
+    let report: Report = match sonic_rs::from_slice(&json) {
+        Ok(report) => report,
+        Err(_) => serde_json::from_slice(&json).map_err(|e| invalid(describe_json_error(&e)))?,
+    };
     report.validate().map_err(invalid)?;
     Ok(report)
 }
@@ -59,14 +63,16 @@ pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
 /// Writes `report` to `path` atomically: readers see the old file or the whole new one.
 pub fn write_report(path: &Path, report: &Report) -> Result<(), ReportError> {
     let gzip = path.extension().is_some_and(|e| e == "gz");
+    // sonic-rs serialises about twice as fast as serde_json (a walk writes at its very end).
+    let mut json = sonic_rs::to_vec(report).map_err(|e| io_error(path, std::io::Error::other(e)))?;
+    json.push(b'\n');
     write_atomically(path, |out| {
         if gzip {
             let mut gz = GzEncoder::new(out, Compression::default());
-            serde_json::to_writer(&mut gz, report)?;
+            gz.write_all(&json)?;
             gz.finish()?;
         } else {
-            serde_json::to_writer(&mut *out, report)?;
-            out.write_all(b"\n")?;
+            out.write_all(&json)?;
         }
         Ok(())
     })

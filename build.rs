@@ -39,7 +39,9 @@ fn main() {
     let mut build = cxx_build::bridge("src/bridge.rs");
     build
         .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/stacks.cc", "cpp/primops.cc"])
-        .std("c++20")
+        // Nix's own language standard: C++20 up to 2.29; C++23 from 2.30 (its headers use
+        // std::ranges::to, std::views::zip, std::unreachable; checked on 2.34).
+        .std(if minor >= 30 { "c++23" } else { "c++20" })
         .define("EVALCOST_NIX_MINOR", minor.to_string().as_str())
         .flag("-Wall")
         .flag("-Wextra")

@@ -121,16 +121,32 @@ inline bool enableCounters(bool on)
 
 // ---- primops, lists ------------------------------------------------------------------------
 
-// The field of nix::PrimOp that holds the implementation.
+// A primop with its implementation. (Since 2.30 the implementation field has no default, so it
+// must be given in the initializer.)
+template<typename F>
+inline nix::PrimOp makePrimOp(std::string name, std::vector<std::string> args, const char * doc, F f)
+{
 #if EVALCOST_NIX_MINOR < 30
-// Nix up to 2.29: `fun`.
-template<typename F>
-inline void setPrimOpImpl(nix::PrimOp & op, F f) { op.fun = f; }
+    // Nix up to 2.29: the field is `fun`.
+    return nix::PrimOp{.name = std::move(name), .args = std::move(args), .doc = doc, .fun = f};
 #else
-// Nix 2.30+: renamed to `impl`.
-template<typename F>
-inline void setPrimOpImpl(nix::PrimOp & op, F f) { op.impl = f; }
+    // Nix 2.30+: renamed to `impl`.
+    return nix::PrimOp{.name = std::move(name), .args = std::move(args), .doc = doc, .impl = f};
 #endif
+}
+
+// A string value.
+inline void mkString(nix::EvalState & state, nix::Value & v, std::string_view s)
+{
+#if EVALCOST_NIX_MINOR < 30
+    // Nix 2.26.
+    (void) state;
+    v.mkString(s);
+#else
+    // Nix 2.30+ (checked on 2.34): strings are allocated through EvalMemory.
+    v.mkString(s, state.mem);
+#endif
+}
 
 // Iterating over a list value's items.
 template<typename F>
@@ -144,6 +160,19 @@ inline void forEachListItem(nix::Value & list, F f)
     for (auto * item : list.listView()) f(*item);
 #endif
 }
+
+// Well-known attribute names.
+#if EVALCOST_NIX_MINOR < 30
+// Nix 2.26: members of EvalState (sType, sDrvPath, ...).
+inline nix::Symbol symType(nix::EvalState & s) { return s.sType; }
+inline nix::Symbol symDrvPath(nix::EvalState & s) { return s.sDrvPath; }
+inline nix::Symbol symRecurseForDerivations(nix::EvalState & s) { return s.sRecurseForDerivations; }
+#else
+// Nix 2.30+ (checked on 2.34): grouped in EvalState::s.
+inline nix::Symbol symType(nix::EvalState & s) { return s.s.type; }
+inline nix::Symbol symDrvPath(nix::EvalState & s) { return s.s.drvPath; }
+inline nix::Symbol symRecurseForDerivations(nix::EvalState & s) { return s.s.recurseForDerivations; }
+#endif
 
 // ---- flakes --------------------------------------------------------------------------------
 

@@ -12,10 +12,18 @@ ActiveState::~ActiveState() { activeState = previous; }
 
 RawCounters read_counters() noexcept
 {
+    RawCounters c = read_call_counters();
+    c.gc_heap_bytes = GC_get_heap_size(); // a gauge: nodes need it, call frames do not
+    return c;
+}
+
+// Everything but the GC heap size, whose read takes the allocator lock: this runs at every call
+// while stacks are profiled.
+RawCounters read_call_counters() noexcept
+{
     RawCounters c{};
     c.thunks = compat::thunkCount();
     c.gc_total_bytes = GC_get_total_bytes();
-    c.gc_heap_bytes = GC_get_heap_size();
     c.gc_cycles = nix::getGCCycles();
     auto * s = activeState;
     if (!s) return c;

@@ -83,7 +83,7 @@ struct WalkResult
     WalkResult(nix::EvalState & state, const std::string & report, nix::Value & v)
     {
         auto attrs = state.buildBindings(4);
-        attrs.alloc("report").mkString(report);
+        compat::mkString(state, attrs.alloc("report"), report);
         nodes = &attrs.alloc("nodes");
         errors = &attrs.alloc("errors");
         interrupted = &attrs.alloc("interrupted");
@@ -156,27 +156,14 @@ void primMeasure(nix::EvalState & state, const nix::PosIdx pos, nix::Value ** ar
 
 void register_primops()
 {
-    nix::PrimOp walk{
-        .name = "__evalcostWalk",
-        .args = {"args"},
-        .doc = R"(
+    nix::RegisterPrimOp{compat::makePrimOp("__evalcostWalk", {"args"}, R"(
           Lock a flake, walk its outputs like `nix flake show` and write a JSON report of what
           evaluating each output cost. Used by `nix-evalcost profile`; see docs/plugin.md.
-        )",
-    };
-    compat::setPrimOpImpl(walk, primWalk);
-    nix::RegisterPrimOp{std::move(walk)};
-
-    nix::PrimOp measure{
-        .name = "__evalcostMeasure",
-        .args = {"label", "value"},
-        .doc = R"(
+        )", primWalk)};
+    nix::RegisterPrimOp{compat::makePrimOp("__evalcostMeasure", {"label", "value"}, R"(
           Return `value`, forced to weak head normal form, and charge what forcing it cost to
           `label` in the nix-evalcost report. See docs/plugin.md.
-        )",
-    };
-    compat::setPrimOpImpl(measure, primMeasure);
-    nix::RegisterPrimOp{std::move(measure)};
+        )", primMeasure)};
 }
 
 } // namespace evalcost

@@ -12,6 +12,7 @@ struct NixSizes;
 
 // counters.cc: where Nix's counters are read.
 RawCounters read_counters() noexcept;
+RawCounters read_call_counters() noexcept;
 NixSizes nix_sizes() noexcept;
 rust::String nix_version() noexcept;
 

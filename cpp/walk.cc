@@ -104,7 +104,7 @@ private:
 
     std::string typeAttr(nix::Value & v)
     {
-        auto * attr = v.attrs()->get(state.sType);
+        auto * attr = v.attrs()->get(compat::symType(state));
         if (!attr) return "";
         state.forceValue(*attr->value, attr->pos);
         if (attr->value->type() != nix::nString) return "";
@@ -113,7 +113,7 @@ private:
 
     std::string drvPath(nix::Value & v)
     {
-        auto * attr = v.attrs()->get(state.sDrvPath);
+        auto * attr = v.attrs()->get(compat::symDrvPath(state));
         if (!attr) return "";
         nix::NixStringContext context;
         return std::string(state.forceString(*attr->value, context, attr->pos, "while evaluating drvPath"));
@@ -121,7 +121,7 @@ private:
 
     bool recursesForDerivations(nix::Value & v)
     {
-        auto * attr = v.attrs()->get(state.sRecurseForDerivations);
+        auto * attr = v.attrs()->get(compat::symRecurseForDerivations(state));
         return attr && state.forceBool(*attr->value, attr->pos, "while evaluating recurseForDerivations");
     }
 };

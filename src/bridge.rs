@@ -106,6 +106,7 @@ pub mod ffi {
     unsafe extern "C++" {
         include!("nix-evalcost/cpp/shim.hh");
         fn read_counters() -> RawCounters;
+        fn read_call_counters() -> RawCounters;
         fn nix_sizes() -> NixSizes;
         fn nix_version() -> String;
         fn register_primops() -> Result<()>;

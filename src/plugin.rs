@@ -136,7 +136,7 @@ impl Reading {
 
     /// Nix's counters and the wall clock only (CPU time stays 0): cheap enough for every call.
     fn counters_and_clock() -> Cost {
-        cost_of(&ffi::read_counters(), 0)
+        cost_of(&ffi::read_call_counters(), 0)
     }
 
     fn gauges(&self) -> Gauges {

@@ -1,6 +1,7 @@
-//! Call-stack profiles on real Nix (2.26: `trace-function-calls` consumed in-process). Frames are
-//! call sites; the source text at a frame's position tells which lambda or operator it calls,
-//! which lets per-lambda counts be checked against NIX_COUNT_CALLS.
+//! Call-stack profiles on real Nix. Nix 2.26 (`trace-function-calls` consumed in-process): frames
+//! are call sites, and the source text at a frame's position tells which lambda or operator it
+//! calls. Nix 2.30+ (`EvalProfiler`): frames name the callee (`fib …:4:13`, `primop lessThan`).
+//! Either way per-lambda counts can be checked against NIX_COUNT_CALLS.
 
 mod common;
 use common::*;
@@ -61,8 +62,15 @@ fn text_at(frame: &str) -> Option<&'static str> {
     line.get(col - 1..)
 }
 
-/// Which function a call site calls, from its source text.
+/// Which function a frame calls: named by the frame (2.30+), or read from the source at the call
+/// site (2.26).
 fn callee(frame: &str) -> String {
+    if let Some(primop) = frame.strip_prefix("primop ") {
+        return format!("__{primop}");
+    }
+    if !frame.starts_with('/') && !frame.starts_with('«') {
+        return frame.split(' ').next().unwrap().to_string(); // "fib /nix/store/…:4:13"
+    }
     match text_at(frame) {
         Some(t) if t.starts_with('<') => "__lessThan".into(),
         Some(t) if t.starts_with('-') => "__sub".into(),
@@ -126,14 +134,15 @@ fn foldl_calls_its_function_once_per_element() {
     let (_, report, _) = stacked_walk(&[]);
     let stacks = report.stacks.as_ref().unwrap();
     let walk = node(&report, "lib.folded").id;
-    // foldl' and genList are called from the source; they call their lambdas from C++, whose
-    // call sites Nix does not know ("«none»").
+    // foldl' is called from the source and calls its lambda from C++: on 2.26 that call has no
+    // known site ("«none»"), on 2.30+ the frame is the lambda itself.
     let roots: Vec<usize> = (0..stacks.nodes.len()).filter(|&i| stacks.nodes[i].walk_node == Some(walk)).collect();
     let children = |of: usize| -> Vec<(String, u64)> {
         stacks.nodes.iter().filter(|n| n.parent == Some(of as u32)).map(|n| (stacks.frames[n.frame as usize].clone(), n.calls)).collect()
     };
-    let foldl = roots.iter().find(|&&r| text_at(&stacks.frames[stacks.nodes[r].frame as usize]).is_some_and(|t| t.starts_with("builtins.foldl'"))).unwrap();
-    let inside: u64 = children(*foldl).iter().filter(|(f, _)| f.starts_with("«none»")).map(|(_, c)| c).sum();
+    let is_foldl = |frame: &str| frame == "primop foldl'" || text_at(frame).is_some_and(|t| t.starts_with("builtins.foldl'"));
+    let foldl = roots.iter().find(|&&r| is_foldl(&stacks.frames[stacks.nodes[r].frame as usize])).unwrap();
+    let inside: u64 = children(*foldl).iter().filter(|(f, _)| f.starts_with("«")).map(|(_, c)| c).sum();
     assert_eq!(inside, 100, "{:?}", children(*foldl));
 }
 

@@ -30,7 +30,9 @@ fn fib_output_is_charged_its_exact_calls() {
         assert_eq!(node.cost.function_calls, calls, "{path}");
         assert_eq!(node.cost.primop_calls, 2 * calls - 1, "{path}");
         // the arguments `n - 1` and `n - 2` of each inner call are thunks.
-        assert_eq!(node.cost.thunks, calls - 1, "{path}");
+        if thunks_readable(&report) {
+            assert_eq!(node.cost.thunks, calls - 1, "{path}");
+        }
     }
     assert_eq!(fib_calls(15), 1973);
 }
@@ -66,7 +68,9 @@ fn conservation_and_totals_match_nix_show_stats() {
     let s = &report.sizes;
 
     // Totals are what Nix itself reports for the same process.
-    assert_eq!(t.thunks, stat(&stats, "/nrThunks"));
+    if thunks_readable(&report) {
+        assert_eq!(t.thunks, stat(&stats, "/nrThunks"));
+    }
     assert_eq!(t.function_calls, stat(&stats, "/nrFunctionCalls"));
     assert_eq!(t.primop_calls, stat(&stats, "/nrPrimOpCalls"));
     assert_eq!(t.lookups, stat(&stats, "/nrLookups"));

@@ -100,15 +100,24 @@ pub fn folded_above(reports: &[Report], metric: &Metric, min_fraction: f64) -> V
 /// a name would be quoted.)
 const UNATTRIBUTED: &str = "<unattributed>";
 
-/// A call frame as shown: store paths lose their hash (`/nix/store/<hash>-source/x.nix:3:4`
-/// becomes `source/x.nix:3:4`), controls are made visible, `;` is escaped.
+/// A call frame as shown: store paths lose their hash (`fib /nix/store/<hash>-source/x.nix:3:4`
+/// becomes `fib source/x.nix:3:4`), controls are made visible, `;` is escaped.
 fn frame_name(frame: &str) -> String {
-    let short = frame
-        .strip_prefix("/nix/store/")
-        .and_then(|rest| rest.split_once('-'))
-        .filter(|(hash, _)| hash.len() == 32)
-        .map_or(frame, |(_, rest)| rest);
-    crate::attrpath::sanitize_text(short).replace(';', "\\x3b")
+    let mut out = String::with_capacity(frame.len());
+    let mut rest = frame;
+    while let Some(at) = rest.find("/nix/store/") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + "/nix/store/".len()..];
+        match after.split_once('-') {
+            Some((hash, tail)) if hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_alphanumeric()) => rest = tail,
+            _ => {
+                out.push_str("/nix/store/");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    crate::attrpath::sanitize_text(&out).replace(';', "\\x3b")
 }
 
 /// A path as a folded stack: each name shown as in Nix (quoted when needed, controls made
@@ -200,6 +209,14 @@ mod tests {
         r.totals.thunks = 1030;
         r.stacks = Some(tree.finish(at(1020), "test"));
         r
+    }
+
+    #[test]
+    fn frame_names_lose_store_hashes() {
+        let hash = "6vd4kqs57hpql99lz52gs0wkdr7a3h4a";
+        assert_eq!(frame_name(&format!("/nix/store/{hash}-source/x.nix:3:4")), "source/x.nix:3:4");
+        assert_eq!(frame_name(&format!("fib /nix/store/{hash}-source/f.nix:1:33")), "fib source/f.nix:1:33");
+        assert_eq!(frame_name("/nix/store/short-x/y;z"), "/nix/store/short-x/y\\x3bz");
     }
 
     #[test]

@@ -146,3 +146,9 @@ pub fn current_system() -> String {
 pub fn assert_file_absent(path: &Path) {
     assert!(!path.exists(), "{} should not exist", path.display());
 }
+
+/// Whether this Nix exposes its thunk counter (up to 2.31; from 2.32 it is file-static).
+pub fn thunks_readable(report: &Report) -> bool {
+    let mut v = report.meta.nix_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (2, 32)
+}

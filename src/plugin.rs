@@ -134,9 +134,23 @@ impl Reading {
         Reading { raw, cost: cost_of(&raw, cpu_ns), peak_rss_bytes }
     }
 
-    /// Nix's counters and the wall clock only (CPU time stays 0): cheap enough for every call.
-    fn counters_and_clock() -> Cost {
-        cost_of(&ffi::read_call_counters(), 0)
+    /// What a call frame needs: Nix's counters and the wall clock, cheap enough for every call.
+    fn counters_and_clock() -> crate::stacks::CallCost {
+        let raw = ffi::read_call_counters();
+        crate::stacks::CallCost {
+            wall_ns: LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64,
+            function_calls: raw.function_calls,
+            primop_calls: raw.primop_calls,
+            thunks: raw.thunks,
+            lookups: raw.lookups,
+            values: raw.values,
+            envs: raw.envs,
+            values_in_envs: raw.values_in_envs,
+            list_elems: raw.list_elems,
+            attrsets: raw.attrsets,
+            attrs_in_attrsets: raw.attrs_in_attrsets,
+            gc_bytes: raw.gc_total_bytes,
+        }
     }
 
     fn gauges(&self) -> Gauges {
@@ -201,8 +215,17 @@ struct Session {
     started: Cost,
     last: Reading,
     progress: Option<Progress>,
-    /// The call-stack profile, when the walk asked for one.
-    stacks: Option<crate::stacks::CallTree>,
+}
+
+// The call-stack profile lives outside the session lock: its hooks run at every Nix call (on the
+// evaluating thread), and the walk node they hang under is published here by the ledger.
+thread_local! {
+    static CALL_TREE: std::cell::RefCell<Option<crate::stacks::CallTree>> = const { std::cell::RefCell::new(None) };
+    static INNERMOST_NODE: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+fn with_call_tree<T>(f: impl FnOnce(&mut crate::stacks::CallTree) -> T) -> Option<T> {
+    CALL_TREE.with(|tree| tree.borrow_mut().as_mut().map(f))
 }
 
 impl Session {
@@ -223,7 +246,6 @@ impl Session {
             started: now,
             last: reading,
             progress: Progress::from_env(),
-            stacks: None,
         }
     }
 
@@ -248,6 +270,7 @@ impl Session {
     fn enter(&mut self, id: u32) {
         let now = self.read().cost;
         self.ledger.enter(id as usize, now);
+        INNERMOST_NODE.with(|n| n.set(Some(id)));
         self.nodes[id as usize].calls += 1;
         if let Some(progress) = &mut self.progress {
             progress.tick(self.nodes.len(), &self.nodes[id as usize].path);
@@ -259,6 +282,7 @@ impl Session {
         if !self.ledger.exit(id as usize, reading.cost) {
             return Err(anyhow!("node {id} is not open"));
         }
+        INNERMOST_NODE.with(|n| n.set(self.ledger.innermost().map(|i| i as u32)));
         let node = &mut self.nodes[id as usize];
         node.after = reading.gauges();
         if let Some(message) = error.filter(|m| !m.is_empty()) {
@@ -294,7 +318,8 @@ impl Session {
 
     fn close(mut self, now: Cost, complete: bool, end: Gauges) -> Report {
         self.ledger.close_all(now);
-        let stacks = self.stacks.take().map(|tree| tree.finish(now, ffi::stack_source()));
+        let stacks = CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(Reading::counters_and_clock(), ffi::stack_source()));
+        INNERMOST_NODE.with(|n| n.set(None));
         self.phases.push(Phase { name: "total".into(), cost: now.since(&self.started) });
         self.meta.complete = complete;
         if let Some(progress) = &mut self.progress {
@@ -392,8 +417,9 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             complete: false,
         };
         let report = PathBuf::from(request.report);
-        let mut session = Session::new(Mode::Walk { report }, meta, systems);
-        session.stacks = request.stacks.then(crate::stacks::CallTree::default);
+        let session = Session::new(Mode::Walk { report }, meta, systems);
+        CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(crate::stacks::CallTree::default));
+        INNERMOST_NODE.with(|n| n.set(None));
         *lock() = Some(session);
         Ok(())
     })
@@ -472,43 +498,30 @@ pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
     })
 }
 
-/// One `trace-function-calls` line, intercepted by the shim's logger. Called for every Nix call
-/// while stacks are profiled, so it reads only Nix's counters and the clock (no syscall).
+/// One `trace-function-calls` line, intercepted by the shim's logger (Nix 2.26). Called for
+/// every Nix call while stacks are profiled, so it reads only Nix's counters and the clock.
 pub fn stack_event(line: &str) {
     let _ = guarded("recording a call", || {
-        let event = crate::stacks::parse_trace(line);
-        let mut guard = lock();
-        let Some(session) = guard.as_mut() else { return Ok(()) };
-        let walk_node = session.ledger.innermost().map(|n| n as u32);
-        let Some(tree) = session.stacks.as_mut() else { return Ok(()) };
         let now = Reading::counters_and_clock();
-        match event {
-            Some(crate::stacks::TraceEvent::Entered(frame)) => tree.enter_named(walk_node, frame, now),
+        with_call_tree(|tree| match crate::stacks::parse_trace(line) {
+            Some(crate::stacks::TraceEvent::Entered(frame)) => tree.enter_named(INNERMOST_NODE.with(|n| n.get()), frame, now),
             Some(crate::stacks::TraceEvent::Exited) => tree.exit(now),
             None => {}
-        }
+        });
         Ok(())
     });
 }
 
 /// The id of a frame name (Nix 2.30+: the shim names each distinct callee once).
 pub fn stack_frame(name: &str) -> u32 {
-    guarded("naming a frame", || {
-        let mut guard = lock();
-        Ok(guard.as_mut().and_then(|s| s.stacks.as_mut()).map_or(0, |tree| tree.frame_id(name)))
-    })
-    .unwrap_or(0)
+    guarded("naming a frame", || Ok(with_call_tree(|tree| tree.frame_id(name)).unwrap_or(0))).unwrap_or(0)
 }
 
 /// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
 pub fn stack_enter(frame: u32) {
     let _ = guarded("recording a call", || {
-        let mut guard = lock();
-        let Some(session) = guard.as_mut() else { return Ok(()) };
-        let walk_node = session.ledger.innermost().map(|n| n as u32);
-        if let Some(tree) = session.stacks.as_mut() {
-            tree.enter(walk_node, frame, Reading::counters_and_clock());
-        }
+        let now = Reading::counters_and_clock();
+        with_call_tree(|tree| tree.enter(INNERMOST_NODE.with(|n| n.get()), frame, now));
         Ok(())
     });
 }
@@ -516,15 +529,15 @@ pub fn stack_enter(frame: u32) {
 /// The innermost call returns or unwinds (Nix 2.30+).
 pub fn stack_exit() {
     let _ = guarded("recording a return", || {
-        if let Some(tree) = lock().as_mut().and_then(|s| s.stacks.as_mut()) {
-            tree.exit(Reading::counters_and_clock());
-        }
+        let now = Reading::counters_and_clock();
+        with_call_tree(|tree| tree.exit(now));
         Ok(())
     });
 }
 
 pub fn walk_abandon() {
     lock().take();
+    CALL_TREE.with(|t| t.borrow_mut().take());
 }
 
 pub fn measure_enter(label: &str) -> Result<u32, String> {

@@ -39,6 +39,34 @@ pub struct StackNode {
     pub cost: Cost,
 }
 
+/// Declares [`CallCost`]: a compact [`Cost`] with the fields that make sense per call, because
+/// it is read, copied and differenced at every call and return.
+macro_rules! call_cost_struct {
+    ($($field:ident),+ $(,)?) => {
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CallCost {
+            $(pub $field: u64,)+
+        }
+
+        impl CallCost {
+            fn since(&self, earlier: &CallCost) -> CallCost {
+                CallCost { $($field: self.$field.saturating_sub(earlier.$field),)+ }
+            }
+            fn add(&mut self, other: &CallCost) {
+                $(self.$field = self.$field.saturating_add(other.$field);)+
+            }
+            fn to_cost(self) -> Cost {
+                Cost { $($field: self.$field,)+ ..Cost::default() }
+            }
+        }
+    };
+}
+
+call_cost_struct!(
+    wall_ns, function_calls, primop_calls, thunks, lookups, values, envs, values_in_envs, list_elems, attrsets,
+    attrs_in_attrsets, gc_bytes,
+);
+
 /// Where a new frame hangs: under a frame, or first under a walked node (or none).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Parent {
@@ -54,7 +82,7 @@ pub struct CallTree {
     nodes: Vec<Building>,
     children: FxHashMap<(Parent, u32), u32>,
     /// Open calls: tree node, reading at entry, depth below the walked node.
-    open: Vec<(u32, Cost, usize)>,
+    open: Vec<(u32, CallCost, usize)>,
 }
 
 struct Building {
@@ -62,7 +90,7 @@ struct Building {
     walk_node: Option<u32>,
     frame: u32,
     calls: u64,
-    inclusive: Cost,
+    inclusive: CallCost,
 }
 
 impl CallTree {
@@ -78,14 +106,14 @@ impl CallTree {
     }
 
     /// A call of the frame named `frame` starts (Nix 2.26: a call site from the trace).
-    pub fn enter_named(&mut self, walk_node: Option<u32>, frame: &str, now: Cost) {
+    pub fn enter_named(&mut self, walk_node: Option<u32>, frame: &str, now: CallCost) {
         let frame = self.frame_id(frame);
         self.enter(walk_node, frame, now);
     }
 
     /// A call of frame `frame` (an id from [`CallTree::frame_id`]) starts; `walk_node` is the
     /// walked node being evaluated.
-    pub fn enter(&mut self, walk_node: Option<u32>, frame: u32, now: Cost) {
+    pub fn enter(&mut self, walk_node: Option<u32>, frame: u32, now: CallCost) {
         let (parent, depth) = match self.open.last() {
             // A stack opened under another walked node (a measure label, a nested walk node)
             // continues under its innermost frame: the walk node frames are its ancestors.
@@ -115,13 +143,13 @@ impl CallTree {
             Parent::Frame(n) => (Some(n), None),
             Parent::Walk(w) => (None, w.or(walk_node)),
         };
-        self.nodes.push(Building { parent: parent_node, walk_node: walk, frame, calls: 0, inclusive: Cost::default() });
+        self.nodes.push(Building { parent: parent_node, walk_node: walk, frame, calls: 0, inclusive: CallCost::default() });
         self.children.insert((parent, frame), id);
         id
     }
 
     /// The innermost call returns (or unwinds).
-    pub fn exit(&mut self, now: Cost) {
+    pub fn exit(&mut self, now: CallCost) {
         if let Some((node, start, _)) = self.open.pop() {
             // Only the outermost opening of a [truncated] frame adds its time (it is re-entered
             // for every deeper call).
@@ -137,11 +165,11 @@ impl CallTree {
     }
 
     /// Closes calls left open (an interrupted walk) and computes exclusive costs.
-    pub fn finish(mut self, now: Cost, source: &str) -> Stacks {
+    pub fn finish(mut self, now: CallCost, source: &str) -> Stacks {
         while !self.open.is_empty() {
             self.exit(now);
         }
-        let mut exclusive: Vec<Cost> = self.nodes.iter().map(|n| n.inclusive).collect();
+        let mut exclusive: Vec<CallCost> = self.nodes.iter().map(|n| n.inclusive).collect();
         for (i, n) in self.nodes.iter().enumerate() {
             if let Some(p) = n.parent {
                 exclusive[p as usize] = exclusive[p as usize].since(&self.nodes[i].inclusive);
@@ -155,7 +183,7 @@ impl CallTree {
                 .nodes
                 .into_iter()
                 .zip(exclusive)
-                .map(|(n, cost)| StackNode { parent: n.parent, walk_node: n.walk_node, frame: n.frame, calls: n.calls, cost })
+                .map(|(n, cost)| StackNode { parent: n.parent, walk_node: n.walk_node, frame: n.frame, calls: n.calls, cost: cost.to_cost() })
                 .collect(),
         }
     }
@@ -189,8 +217,8 @@ impl Stacks {
 mod tests {
     use super::*;
 
-    fn at(t: u64) -> Cost {
-        Cost { thunks: t, wall_ns: t, ..Cost::default() }
+    fn at(t: u64) -> CallCost {
+        CallCost { thunks: t, wall_ns: t, ..CallCost::default() }
     }
 
     #[test]

@@ -192,8 +192,8 @@ mod tests {
     use crate::report::tests::{node, report};
     use crate::stacks::CallTree;
 
-    fn at(thunks: u64) -> Cost {
-        Cost { thunks, ..Cost::default() }
+    fn at(thunks: u64) -> crate::stacks::CallCost {
+        crate::stacks::CallCost { thunks, ..Default::default() }
     }
 
     /// One output whose evaluation calls `big` (cost 1000) and `tiny` (cost 1) from `main`.

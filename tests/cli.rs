@@ -23,7 +23,7 @@ fn example_flake_profile_prints_a_table() {
     assert!(lines[2].starts_with("fncalls"), "{stdout}");
     assert!(lines[3].ends_with(&format!("packages.{sys}.fib-table")), "{stdout}");
     assert_eq!(lines.len(), 3 + 5, "{stdout}");
-    assert!(stdout.contains("1 errors"), "{stdout}");
+    assert!(stdout.contains("(12 derivations), 1 error\n"), "{stdout}");
     assert!(node(&report, &format!("packages.{sys}.broken")).error.as_deref().unwrap().contains("broken on purpose"));
     assert_eq!(node(&report, &format!("apps.{sys}.hello")).kind, Kind::App);
     assert_eq!(node(&report, "lib.fib").kind, Kind::Function);

@@ -126,10 +126,11 @@ pub fn summary(report: &Report) -> String {
     let derivations = report.nodes.iter().filter(|n| n.is_derivation).count();
     let t = &report.totals;
     let outside = if t.wall_ns > 0 { report.unattributed.wall_ns as f64 * 100.0 / t.wall_ns as f64 } else { 0.0 };
+    let errors = report.error_count();
     let mut s = format!(
-        "{flake}: {} nodes ({derivations} derivations), {} errors{}\n",
+        "{flake}: {} nodes ({derivations} derivations), {errors} error{}{}\n",
         report.nodes.len(),
-        report.error_count(),
+        if errors == 1 { "" } else { "s" },
         if m.complete { "" } else { ", INTERRUPTED (partial report)" },
     );
     let _ = write!(

@@ -57,7 +57,7 @@ fn svg_is_xml_with_the_expected_frames() {
     // The hostile name survives as text: escaped in the XML, whole in the parsed title.
     assert!(titles.iter().any(|t| t.contains("<script>alert(1)</script>")), "{titles:?}");
     assert!(!svg.contains("<script>alert"), "raw markup in the SVG");
-    assert!(svg.contains("github:example/flake — alloc"), "title names the flake and the metric");
+    assert!(svg.contains("github:example/flake — alloc: bytes allocated on the GC heap (bytes)"), "title names the flake, the metric and its unit");
     assert!(svg.contains("mean of 3 runs"));
 }
 

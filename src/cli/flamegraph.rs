@@ -34,17 +34,12 @@ fn load(input: &[PathBuf]) -> anyhow::Result<Vec<Report>> {
     Ok(files.iter().map(|f| read_report(f)).collect::<Result<_, _>>()?)
 }
 
-fn title_of(reports: &[Report], metric: &Metric) -> String {
-    let flake = reports.first().and_then(|r| r.meta.flake.as_ref()).map_or("(no flake)", |f| f.original_ref.as_str());
-    format!("{} — {} ({})", crate::attrpath::sanitize_text(flake), metric.name, metric.help)
-}
-
 pub fn run(args: FlamegraphArgs) -> anyhow::Result<i32> {
     if !args.metric.is_additive() {
         return Err(BadInput(format!("--metric {} is a gauge, not a cost: a flamegraph needs a cost that adds up", args.metric.name)).into());
     }
     let options = |reports: &[Report], subtitle: Option<String>| SvgOptions {
-        title: title_of(reports, args.metric),
+        title: flamegraph::title(reports, args.metric),
         subtitle,
         metric: args.metric,
         width: args.width,

@@ -120,11 +120,10 @@ fn write_flamegraphs(report: &crate::report::Report, output: &Path) -> Result<Ve
     use crate::render::flamegraph::{folded_above, svg, SvgOptions, INVISIBLE};
     let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
     let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
-    let flake = report.meta.flake.as_ref().map_or("(no flake)", |f| f.original_ref.as_str());
     let draw = |metric: &str| -> Result<PathBuf> {
         let metric = crate::metric::find(metric).map_err(|e| anyhow!(e))?;
         let options = SvgOptions {
-            title: format!("{} — {} ({})", crate::attrpath::sanitize_text(flake), metric.name, metric.help),
+            title: crate::render::flamegraph::title(std::slice::from_ref(report), metric),
             subtitle: Some("call stacks under each flake output; frames are call sites".into()),
             metric,
             width: 1600,

@@ -127,6 +127,17 @@ fn stack_of(path: &[String]) -> String {
     frames.join(";")
 }
 
+/// The title of a flamegraph: the flake, the metric, what it means and its unit.
+pub fn title(reports: &[Report], metric: &Metric) -> String {
+    let flake = reports.first().and_then(|r| r.meta.flake.as_ref()).map_or("(no flake)", |f| f.original_ref.as_str());
+    let unit = match metric.unit {
+        Unit::Nanoseconds => "nanoseconds",
+        Unit::Bytes => "bytes",
+        Unit::Count => "count",
+    };
+    format!("{} — {}: {} ({unit})", crate::attrpath::sanitize_text(flake), metric.name, metric.help)
+}
+
 /// What the SVG says about itself.
 pub struct SvgOptions {
     pub title: String,

@@ -59,6 +59,12 @@ pub fn is_unsafe_char(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 
+/// Text inside a double-quoted string of a format whose only escapes are `\\`, `\"` and `\n`
+/// (Graphviz DOT, Prometheus label values): controls made visible first, then those escapes.
+pub fn escape_quoted(text: &str) -> String {
+    sanitize_text(text).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
 /// Replaces unsafe characters of free text (an error message) with `\u{..}` escapes.
 pub fn sanitize_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

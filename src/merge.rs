@@ -119,12 +119,7 @@ struct LeanNode<'a> {
 
 fn parse_lean<'a>(path: &Path, bytes: &'a [u8]) -> Result<LeanReport<'a>, ReportError> {
     let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
-    // sonic-rs (SIMD) parses about twice as fast as serde_json; merging is parse-bound. On a
-    // failure, serde_json parses again for its precise "truncated at line L column C" message.
-    let report: LeanReport = match sonic_rs::from_slice(bytes) {
-        Ok(report) => report,
-        Err(_) => serde_json::from_slice(bytes).map_err(|e| invalid(crate::report_io::describe_json_error(&e)))?,
-    };
+    let report: LeanReport = crate::report_io::parse_json(path, bytes)?;
     crate::report::check_schema(&report.schema, report.schema_version).map_err(invalid)?;
     for (i, node) in report.nodes.iter().enumerate() {
         if node.parent.is_some_and(|p| p as usize >= i) {

@@ -21,17 +21,21 @@ fn io_error(path: &Path, source: std::io::Error) -> ReportError {
 
 /// Reads and validates one report; gzip is recognised by its magic bytes, not the name.
 pub fn read_report(path: &Path) -> Result<Report, ReportError> {
-    let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
     let (mut json, mut scratch) = (Vec::new(), Vec::new());
     read_bytes(path, &mut json, &mut scratch)?;
-    // sonic-rs (SIMD) parses about twice as fast as serde_json; on a failure serde_json parses
-    // again for its precise "truncated at line L column C" message.
-    let report: Report = match sonic_rs::from_slice(&json) {
-        Ok(report) => report,
-        Err(_) => serde_json::from_slice(&json).map_err(|e| invalid(describe_json_error(&e)))?,
-    };
-    report.validate().map_err(invalid)?;
+    let report: Report = parse_json(path, &json)?;
+    report.validate().map_err(|detail| ReportError::Invalid { path: path.display().to_string(), detail })?;
     Ok(report)
+}
+
+/// Parses report JSON (whole or a lean view of it). sonic-rs (SIMD) parses about twice as fast
+/// as serde_json; on a failure serde_json parses again for its precise "truncated at line L
+/// column C" message.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -> Result<T, ReportError> {
+    sonic_rs::from_slice(bytes).or_else(|_| {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ReportError::Invalid { path: path.display().to_string(), detail: describe_json_error(&e) })
+    })
 }
 
 /// Reads a report file's JSON text into `out`, inflating gzip (through `scratch`). Both
@@ -51,7 +55,7 @@ pub fn read_bytes(path: &Path, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Resu
     Ok(())
 }
 
-pub(crate) fn describe_json_error(e: &serde_json::Error) -> String {
+fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof if e.line() <= 1 && e.column() == 0 => "the file is empty".into(),

@@ -2,7 +2,7 @@
 //! `nix flake show` prints it, with inclusive and exclusive cost and share of the total.
 //! Formats: text (Unicode tree, ASCII fallback), json (nested), dot (Graphviz).
 
-use crate::attrpath::{display_path, sanitize_text};
+use crate::attrpath::{display_path, escape_quoted as dot_escape, sanitize_text};
 use crate::cost::{Cost, Gauges};
 use crate::metric::Metric;
 use crate::report::{Kind, Report};
@@ -194,12 +194,7 @@ fn text_items(
 }
 
 fn cut(text: &str, width: usize, g: &Glyphs) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut s: String = text.chars().take(width.saturating_sub(g.more.chars().count())).collect();
-    s.push_str(g.more);
-    s
+    super::cut(text, width, g.more)
 }
 
 // ---- json ----------------------------------------------------------------------------------
@@ -304,9 +299,4 @@ fn dot_items(tree: &Tree, nodes: &[usize], depth: usize, parent: &str, out: &mut
             dot_items(tree, &tree.children[i], depth + 1, &id, out);
         }
     }
-}
-
-/// A DOT quoted string's contents: quotes and backslashes escaped, controls made visible.
-fn dot_escape(text: &str) -> String {
-    sanitize_text(text).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -55,3 +55,13 @@ impl<'a> View<'a> {
 pub fn stat_value(stats: &Stats, stat: Stat) -> u64 {
     stats.get(stat).round() as u64
 }
+
+/// `text` cut to `width` characters, ending in `ellipsis` when cut.
+pub fn cut(text: &str, width: usize, ellipsis: &str) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(ellipsis.chars().count())).collect();
+    out.push_str(ellipsis);
+    out
+}

@@ -4,7 +4,7 @@
 //! with such a name is shown quoted).
 
 use super::{stat_value, View};
-use crate::attrpath::{display_path, sanitize_text};
+use crate::attrpath::display_path;
 use crate::stats::Stat;
 use crate::units::Unit;
 use std::fmt::Write;
@@ -68,7 +68,7 @@ fn unit_name(unit: Unit) -> Option<&'static str> {
     }
 }
 
-/// A label value: controls made visible first, then the exposition format's three escapes.
-pub fn label(value: &str) -> String {
-    sanitize_text(value).replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// A label value: controls made visible, then the exposition format's three escapes.
+fn label(value: &str) -> String {
+    crate::attrpath::escape_quoted(value)
 }

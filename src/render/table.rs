@@ -75,18 +75,11 @@ fn line(cells: &[String], widths: &[usize], kind: &str, path: &str, max_width: u
     }
     let _ = write!(s, "{kind}  ");
     let room = max_width.saturating_sub(s.chars().count()).max(12);
-    s.push_str(&truncate(path, room));
+    s.push_str(&super::cut(path, room, "…"));
     s.trim_end().to_string()
 }
 
-fn truncate(text: &str, room: usize) -> String {
-    if text.chars().count() <= room {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(room.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
-}
+
 
 fn paint(text: &str, sgr: &str, color: bool) -> String {
     if color {

@@ -1,9 +1,15 @@
 //! Builds the C++ shim (`cpp/`) against the Nix found by pkg-config and links the plugin to it.
 //!
-//! The Nix libraries are linked into the cdylib only (`rustc-cdylib-link-arg`): the CLI binary
-//! shares the Rust core but must run without Nix's shared libraries.
+//! This package's only library target is the cdylib, so the shim (`rustc-link-lib` from
+//! cxx-build) and Nix's libraries (`rustc-cdylib-link-arg`) are linked into it and nothing else:
+//! the CLI and the test binaries are other packages' targets, or link no library of this one.
 
 use std::process::exit;
+
+// The one parser of Nix versions, shared with the core (std only, so it compiles here too).
+#[path = "crates/core/src/nix_version.rs"]
+#[allow(dead_code)]
+mod nix_version;
 
 /// The Nix libraries the shim uses: nix-expr (evaluator), nix-flake (locking), nix-cmd
 /// (flakeSettings), and Boehm GC (allocation counters).
@@ -12,6 +18,7 @@ const NIX_PACKAGES: &[&str] = &["nix-expr", "nix-flake", "nix-cmd", "nix-store",
 fn main() {
     println!("cargo:rerun-if-changed=cpp");
     println!("cargo:rerun-if-changed=src/bridge.rs");
+    println!("cargo:rerun-if-changed=crates/core/src/nix_version.rs");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
     let mut includes = Vec::new();
@@ -23,6 +30,14 @@ fn main() {
         };
         if *package == "nix-expr" {
             nix_version = lib.version.clone();
+            // Another Nix behind the same PKG_CONFIG_PATH (an upgraded dev environment) must
+            // rebuild the shim: its .pc file changes.
+            for dir in std::env::var("PKG_CONFIG_PATH").unwrap_or_default().split(':').filter(|d| !d.is_empty()) {
+                let pc = std::path::Path::new(dir).join("nix-expr.pc");
+                if pc.exists() {
+                    println!("cargo:rerun-if-changed={}", pc.display());
+                }
+            }
         }
         includes.extend(lib.include_paths);
         for dir in &lib.link_paths {
@@ -36,6 +51,8 @@ fn main() {
     let minor = nix_minor(&nix_version);
     println!("cargo:rustc-env=EVALCOST_NIX_VERSION={nix_version}");
 
+    // The shim includes "nix-evalcost/src/bridge.rs.h" and "nix-evalcost/cpp/shim.hh".
+    cxx_build::CFG.include_prefix = "nix-evalcost";
     let mut build = cxx_build::bridge("src/bridge.rs");
     build
         .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/stacks.cc", "cpp/primops.cc"])
@@ -60,9 +77,8 @@ fn main() {
 }
 
 fn nix_minor(version: &str) -> u32 {
-    let mut parts = version.split('.');
-    match (parts.next(), parts.next().and_then(|m| m.parse().ok())) {
-        (Some("2"), Some(minor)) => minor,
+    match nix_version::NixVersion::parse(version) {
+        Some(v) if v.major == 2 => v.minor,
         _ => {
             eprintln!("error: nix-evalcost needs Nix 2.x development files; pkg-config reports nix-expr {version:?}");
             exit(1)

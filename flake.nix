@@ -14,7 +14,7 @@
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
       build = pkgs: nix: pkgs.rustPlatform.buildRustPackage {
         pname = "nix-evalcost";
-        version = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).package.version;
+        version = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.package.version;
         src = ./.;
         cargoLock.lockFile = ./Cargo.lock;
         nativeBuildInputs = [ pkgs.pkg-config ];
@@ -25,9 +25,24 @@
         meta.mainProgram = "nix-evalcost";
       };
     in
+      # The pure core needs no Nix: its tests run in the sandbox.
+      coreTests = pkgs: pkgs.rustPlatform.buildRustPackage {
+        pname = "nix-evalcost-core-tests";
+        version = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.package.version;
+        src = ./.;
+        cargoLock.lockFile = ./Cargo.lock;
+        cargoBuildFlags = [ "-p" "nix-evalcost-core" ];
+        cargoTestFlags = [ "-p" "nix-evalcost-core" ];
+        installPhase = "touch $out";
+      };
+    in
     {
       packages = forAllSystems (pkgs: {
         default = build pkgs pkgs.nixVersions.nix_2_26;
+      });
+      checks = forAllSystems (pkgs: {
+        core = coreTests pkgs;
+        package = self.packages.${pkgs.system}.default;
       });
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {

@@ -1,6 +1,6 @@
 // walk.cc: where the flake's outputs are walked.
 //
-// Which children to visit is decided by Rust (src/walk_policy.rs); this file only forces values,
+// Which children to visit is decided by Rust (crates/core/src/walk_policy.rs); this file only forces values,
 // classifies them and catches Nix errors so that one failing output does not stop the walk.
 #include "walk.hh"
 #include "nix-evalcost/src/bridge.rs.h"
@@ -9,22 +9,23 @@ namespace evalcost {
 
 namespace {
 
-constexpr uint32_t ROOT = UINT32_MAX; // keep in sync with bridge::ROOT
+// The parent of the flake's top-level outputs (declared once, in the bridge).
+constexpr uint32_t ROOT = static_cast<uint32_t>(NodeId::Root);
 
-std::string kindOf(const nix::Value & v)
+NodeKind kindOf(const nix::Value & v)
 {
     switch (v.type()) {
     case nix::nInt:
-    case nix::nFloat: return "number";
-    case nix::nBool: return "bool";
-    case nix::nString: return "string";
-    case nix::nPath: return "path";
-    case nix::nNull: return "null";
-    case nix::nAttrs: return "attrset";
-    case nix::nList: return "list";
-    case nix::nFunction: return "function";
-    case nix::nExternal: return "external";
-    default: return "thunk";
+    case nix::nFloat: return NodeKind::Number;
+    case nix::nBool: return NodeKind::Bool;
+    case nix::nString: return NodeKind::String;
+    case nix::nPath: return NodeKind::Path;
+    case nix::nNull: return NodeKind::Null;
+    case nix::nAttrs: return NodeKind::Attrset;
+    case nix::nList: return NodeKind::List;
+    case nix::nFunction: return NodeKind::Function;
+    case nix::nExternal: return NodeKind::External;
+    default: return NodeKind::Unknown;
     }
 }
 
@@ -57,7 +58,7 @@ private:
     // Evaluate one node and its children; always leaves the node closed in Rust.
     void visit(uint32_t node, nix::Value & value, const rust::Vec<rust::String> & select)
     {
-        NodeFacts facts{"error", "", ""};
+        NodeFacts facts{NodeKind::Error, "", ""};
         try {
             // 2.26's evaluator never checks for Ctrl-C itself; checking here makes a walk
             // stoppable between nodes.
@@ -67,10 +68,10 @@ private:
             if (v.type() == nix::nAttrs) {
                 auto type = typeAttr(v);
                 if (type == "derivation") {
-                    facts.kind = "derivation";
+                    facts.kind = NodeKind::Derivation;
                     if (forceDrvPaths) facts.drv_path = drvPath(v);
                 } else if (type == "app") {
-                    facts.kind = "app";
+                    facts.kind = NodeKind::App;
                 } else {
                     walkChildren(v, node);
                 }
@@ -78,10 +79,10 @@ private:
         } catch (nix::Interrupted &) {
             throw; // Ctrl-C: Rust closes the open nodes when the walk finishes.
         } catch (nix::BaseError & e) {
-            facts.kind = "error";
+            facts.kind = NodeKind::Error;
             facts.error = messageOf(e);
         } catch (std::exception & e) {
-            facts.kind = "error";
+            facts.kind = NodeKind::Error;
             facts.error = e.what();
         }
         node_exit(node, facts);

@@ -1,16 +1,18 @@
-//! The cxx bridge between the C++ shim (`cpp/`) and the Rust core. Declarations only: the
-//! Rust functions are implemented in `plugin.rs`, the C++ ones in `cpp/*.cc`.
+//! The cxx bridge between the C++ shim (`cpp/`) and Rust. Declarations only: the Rust
+//! functions are in `calls.rs` and `entry.rs`, the C++ ones in `cpp/*.cc`. Private to the
+//! plugin.
 
-// The extern "Rust" functions below are resolved here (cxx looks them up in `super`).
-use crate::plugin::{
-    measure_enter, measure_exit, node_enter, node_exit, plan_children, plugin_enabled, stack_enter, stack_event,
-    stack_exit, stack_frame, walk_abandon,
-    walk_begin, walk_finish, walk_flake, walk_phase,
+// cxx resolves the extern "Rust" functions in `ffi`'s parent module: this one.
+use crate::calls::{
+    measure_enter, measure_exit, node_enter, node_exit, plan_children, stack_enter, stack_event, stack_exit,
+    stack_frame, walk_abandon, walk_begin, walk_finish, walk_flake, walk_phase,
 };
+use crate::entry::plugin_enabled;
 
 #[cxx::bridge(namespace = "evalcost")]
-pub mod ffi {
+pub(crate) mod ffi {
     /// Nix's cumulative counters at one instant, as the shim reads them (`cpp/counters.cc`).
+    /// Converted to the core's `Cost` in one place, `sensor.rs`.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
     struct RawCounters {
         thunks: u64,
@@ -32,7 +34,8 @@ pub mod ffi {
         gc_cycles: u64,
     }
 
-    /// `sizeof` of Nix's evaluator structures, for Nix's own byte accounting.
+    /// `sizeof` of Nix's evaluator structures, for Nix's own byte accounting (the core's
+    /// `Sizes`).
     #[derive(Clone, Copy, Debug)]
     struct NixSizes {
         value: u64,
@@ -40,6 +43,30 @@ pub mod ffi {
         bindings: u64,
         attr: u64,
         pointer: u64,
+    }
+
+    /// What a walked value is (the core's `report::Kind`, less `measure`, which the walker never
+    /// produces).
+    enum NodeKind {
+        Unknown,
+        Derivation,
+        Attrset,
+        Function,
+        App,
+        List,
+        String,
+        Number,
+        Bool,
+        Null,
+        Path,
+        External,
+        Error,
+    }
+
+    /// Node ids are indices; `Root` is the parent of the flake's top-level outputs.
+    #[repr(u32)]
+    enum NodeId {
+        Root = 4294967295,
     }
 
     /// The arguments of `builtins.evalcostWalk`, as the shim read them.
@@ -66,7 +93,7 @@ pub mod ffi {
 
     /// What the shim observed about one walked node.
     struct NodeFacts {
-        kind: String,
+        kind: NodeKind,
         drv_path: String,
         error: String,
     }
@@ -113,6 +140,3 @@ pub mod ffi {
         fn stack_source() -> &'static str;
     }
 }
-
-/// The parent id of top-level nodes.
-pub const ROOT: u32 = u32::MAX;

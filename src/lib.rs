@@ -1,30 +1,18 @@
-//! nix-evalcost: per-output evaluation cost of Nix flakes.
+//! libnix_evalcost.so: the nix-evalcost plugin, loaded into Nix with `plugin-files`.
 //!
-//! Where things are:
-//! - `cpp/`: the C++ shim inside Nix (counters read in `counters.cc`, the walk in `walk.cc`,
-//!   the builtins in `primops.cc`, version differences in `compat.hh`);
-//! - [`bridge`]: the cxx declarations between the two; [`plugin`]: the Rust half of the plugin;
-//! - [`accounting`]: exclusive-cost accounting; [`walk_policy`]: which outputs are visited;
-//! - [`stacks`]: call-stack profiles (the call tree under each walked node);
-//! - [`report`]: the report schema; [`report_io`]: reading and writing it;
-//! - [`merge`]: merging many reports into per-path statistics ([`stats`], [`pathglob`]);
-//! - [`metric`], [`units`], [`render`]: one exporter per output format;
-//! - [`cli`]: the `nix-evalcost` command.
+//! Thin by design: the C++ shim (`cpp/`) senses Nix, and this crate hands what it senses to the
+//! pure core (`nix_evalcost_core`), which does the accounting and writes the report.
+//!
+//! - [`entry`]: `nix_plugin_entry`, the built-for marker, the on/off switch;
+//! - `bridge`: the cxx declarations (private);
+//! - [`calls`]: the functions the shim calls, over one [`Session`](nix_evalcost_core::session);
+//! - [`sensor`]: Nix's counters and the process's probes as the core's readings.
+//!
+//! Its logic is unit-tested in the core; this crate has no unit tests of its own (a test
+//! harness would link the shim without Nix's libraries). `tests/` drives the built plugin.
 
-pub mod accounting;
-pub mod attrpath;
-pub mod bridge;
-pub mod cli;
-pub mod cost;
-pub mod merge;
-pub mod metric;
-pub mod pathglob;
-pub mod plugin;
-pub mod probe;
-pub mod render;
-pub mod report;
-pub mod report_io;
-pub mod stacks;
-pub mod stats;
-pub mod units;
-pub mod walk_policy;
+mod bridge;
+mod calls;
+mod entry;
+mod probe;
+mod sensor;

@@ -17,6 +17,7 @@ fn timeval_ns(t: libc::timeval) -> u64 {
 }
 
 /// What one getrusage call tells: CPU time (user + system) and peak RSS, so far.
+#[derive(Clone, Copy)]
 pub struct Usage {
     pub cpu_ns: u64,
     pub peak_rss_bytes: u64,

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use nix_evalcost::report::Kind;
+use nix_evalcost_core::report::Kind;
 use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::io::{BufRead, BufReader, Read};
@@ -135,7 +135,7 @@ fn ctrl_c_leaves_a_valid_partial_report() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{seen}");
     assert!(seen.contains("interrupted"), "{seen}");
-    let report = nix_evalcost::report_io::read_report(&report_path).unwrap();
+    let report = nix_evalcost_core::report_io::read_report(&report_path).unwrap();
     assert!(!report.meta.complete);
     let walked = report.nodes.iter().filter(|n| n.is_derivation).count();
     assert!(walked < 10, "the walk went on after Ctrl-C ({walked} outputs)");

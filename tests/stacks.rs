@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use nix_evalcost::report::Report;
+use nix_evalcost_core::report::Report;
 use std::collections::BTreeMap;
 
 const SOURCE: &str = r#"{
@@ -163,7 +163,7 @@ fn deep_recursion_is_truncated_and_errors_leave_balanced_frames() {
         under[i] = n.parent.map_or(n.walk_node == Some(walk), |p| under[p as usize]);
     }
     let tree_nodes = under.iter().filter(|&&u| u).count();
-    assert!(tree_nodes <= 2 * nix_evalcost::stacks::DEPTH_CAP + 2, "{tree_nodes} tree nodes");
+    assert!(tree_nodes <= 2 * nix_evalcost_core::stacks::DEPTH_CAP + 2, "{tree_nodes} tree nodes");
     // Nothing is lost past the cap: count 1500 makes 1501 calls of `count` and 1500 of `-`.
     let zdeep = node(&report, "lib.zdeep");
     assert_eq!(zdeep.cost.function_calls + zdeep.cost.primop_calls, 1501 + 1500);

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use nix_evalcost::cost::Cost;
-use nix_evalcost::report::Kind;
+use nix_evalcost_core::cost::Cost;
+use nix_evalcost_core::report::Kind;
 use serde_json::Value;
 
 /// Number of calls naive fib makes: 2*F(n+1) - 1.
@@ -41,7 +41,7 @@ fn stat(stats: &Value, pointer: &str) -> u64 {
     stats.pointer(pointer).and_then(Value::as_u64).unwrap_or_else(|| panic!("no {pointer} in {stats}"))
 }
 
-fn sum_of_nodes(report: &nix_evalcost::report::Report) -> Cost {
+fn sum_of_nodes(report: &nix_evalcost_core::report::Report) -> Cost {
     let mut sum = report.unattributed;
     for n in &report.nodes {
         sum.add(&n.cost);
@@ -97,6 +97,11 @@ fn conservation_and_totals_match_nix_show_stats() {
 
     // Conservation: every unit of every counter is charged exactly once.
     assert_eq!(sum_of_nodes(&report), *t);
+    // Gauges read at one moment: the peak resident size is never below the current one.
+    for gauges in report.nodes.iter().map(|n| &n.after).chain([&report.end]) {
+        assert!(gauges.rss_bytes > 0, "{gauges:?}");
+        assert!(gauges.peak_rss_bytes >= gauges.rss_bytes, "{gauges:?}");
+    }
     // The walk did real work and loading the flake is unattributed.
     assert!(node(&report, "lib.f").cost.function_calls == fib_calls(12));
     assert!(report.unattributed.values > 0);
@@ -269,8 +274,8 @@ fn report_records_flake_and_meta_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["again.json", "again.json.gz"] {
         let p = dir.path().join(name);
-        nix_evalcost::report_io::write_report(&p, &report).unwrap();
-        assert_eq!(nix_evalcost::report_io::read_report(&p).unwrap(), report);
+        nix_evalcost_core::report_io::write_report(&p, &report).unwrap();
+        assert_eq!(nix_evalcost_core::report_io::read_report(&p).unwrap(), report);
     }
 }
 
@@ -287,7 +292,7 @@ fn gzip_report_when_the_name_ends_in_gz() {
         .status;
     assert!(status.success());
     assert_eq!(&std::fs::read(&out).unwrap()[..2], &[0x1f, 0x8b]);
-    assert_eq!(nix_evalcost::report_io::read_report(&out).unwrap().nodes.len(), 2);
+    assert_eq!(nix_evalcost_core::report_io::read_report(&out).unwrap().nodes.len(), 2);
     // Only the report is left behind: no staging files.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 }
@@ -306,7 +311,7 @@ fn measure_charges_a_label_and_returns_the_value() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "233"); // fib 12 + fib 11
-    let report = nix_evalcost::report_io::read_report(&path).unwrap();
+    let report = nix_evalcost_core::report_io::read_report(&path).unwrap();
     assert_eq!(report.meta.mode, "measure");
     let fib = node(&report, "fib");
     assert_eq!(fib.calls, 2);
@@ -317,14 +322,24 @@ fn measure_charges_a_label_and_returns_the_value() {
 
 #[test]
 fn measure_keeps_errors_and_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("measure.json");
     let out = std::process::Command::new("nix")
         .args(["--option", "plugin-files"])
         .arg(plugin())
         .args(["eval", "--expr", "builtins.tryEval (builtins.evalcostMeasure \"x\" (throw \"inner\"))"])
+        .env("NIX_EVALCOST_REPORT", &report_path)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{ success = false; value = false; }");
+    // The measure node records the error it saw, and the caller still got it.
+    let report = nix_evalcost_core::report_io::read_report(&report_path).unwrap();
+    let x = node(&report, "x");
+    assert_eq!(x.kind, Kind::Measure);
+    let error = x.error.as_deref().expect("the measure node records its error");
+    assert!(error.contains("inner"), "{error}");
+    assert!(!error.contains('\x1b'), "no ANSI escapes: {error:?}");
 }
 
 #[test]

@@ -2,19 +2,29 @@
 //! real plugin, through the CLI or directly.
 #![allow(dead_code)]
 
-use nix_evalcost::report::{Node, Report};
-use nix_evalcost::report_io::read_report;
+use nix_evalcost_core::nix_version::NixVersion;
+use nix_evalcost_core::report::{Node, Report};
+use nix_evalcost_core::report_io::read_report;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_nix-evalcost"))
+/// target/<profile>/deps, where this test binary is.
+fn deps_dir() -> PathBuf {
+    std::env::current_exe().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// The plugin built by this `cargo test`: beside the test binary in target/*/deps. (Cargo does
-/// not copy a cdylib up to target/* when testing, so the one there may be stale.)
+/// The CLI built by this `cargo test` (it is another package of the workspace, built and
+/// copied to target/<profile>/ because its own integration tests need it).
+pub fn bin() -> PathBuf {
+    let bin = deps_dir().parent().unwrap().join("nix-evalcost");
+    assert!(bin.is_file(), "{} is missing: run the tests from the workspace root (`cargo test --release`), which builds it", bin.display());
+    bin
+}
+
+/// The plugin built by this `cargo test`: in target/<profile>/deps. (Cargo does not copy a
+/// cdylib up to target/<profile>/ when testing, so the one there may be stale.)
 pub fn plugin() -> PathBuf {
-    std::env::current_exe().unwrap().parent().unwrap().join("libnix_evalcost.so")
+    deps_dir().join("libnix_evalcost.so")
 }
 
 /// `nix-evalcost` with the plugin of this build.
@@ -149,6 +159,5 @@ pub fn assert_file_absent(path: &Path) {
 
 /// Whether this Nix exposes its thunk counter (up to 2.31; from 2.32 it is file-static).
 pub fn thunks_readable(report: &Report) -> bool {
-    let mut v = report.meta.nix_version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    (v.next().unwrap_or(0), v.next().unwrap_or(0)) < (2, 32)
+    NixVersion::parse(&report.meta.nix_version).is_some_and(|v| !v.at_least(2, 32))
 }

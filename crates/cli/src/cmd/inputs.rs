@@ -1,0 +1,46 @@
+//! Turning `report` arguments into report files: files, directories (searched recursively for
+//! `*.json` and `*.json.gz`) and globs (for shells that pass them through unexpanded).
+
+use crate::BadInput;
+use std::path::{Path, PathBuf};
+
+pub fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, BadInput> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let before = files.len();
+        if input.is_dir() {
+            collect_dir(input, &mut files).map_err(|e| BadInput(format!("{}: {e}", input.display())))?;
+        } else if input.exists() {
+            files.push(input.clone());
+        } else {
+            let pattern = input.to_string_lossy();
+            let matches = glob::glob(&pattern).map_err(|e| BadInput(format!("{pattern}: {e}")))?;
+            files.extend(matches.filter_map(Result::ok).filter(|p| p.is_file()));
+            if files.len() == before {
+                return Err(BadInput(format!("{pattern}: no such file, and no report matches it as a glob")));
+            }
+        }
+        if files.len() == before {
+            return Err(BadInput(format!("{}: no reports (*.json, *.json.gz) in this directory", input.display())));
+        }
+    }
+    Ok(files)
+}
+
+fn is_report_name(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    !name.starts_with('.') && (name.ends_with(".json") || name.ends_with(".json.gz"))
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>()?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_dir(&path, files)?;
+        } else if is_report_name(&path) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! `nix-evalcost profile [FLAKEREF]`: runs `nix eval` with the plugin loaded, has it walk the
+//! flake's outputs, then prints the cost table of the report it wrote.
+
+use crate::nixrun::{self, NixRun, Walk, WalkSystems};
+use crate::{table_options, SelectArgs};
+use anyhow::{anyhow, bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nix_evalcost_core::merge::merge_report;
+use nix_evalcost_core::render::{table, View};
+use nix_evalcost_core::report::Report;
+use nix_evalcost_core::report_io::read_report;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+/// Exit status after Ctrl-C, as a shell reports a SIGINT death.
+const EXIT_INTERRUPTED: i32 = 130;
+
+#[derive(clap::Args)]
+pub struct ProfileArgs {
+    /// Flake reference, as for `nix flake show` (a path, `github:owner/repo`, …).
+    #[arg(default_value = ".")]
+    flake: String,
+    /// Where to write the report (`.json`, or `.json.gz` to gzip it).
+    #[arg(short, long, default_value = "evalcost-report.json")]
+    output: PathBuf,
+    /// The plugin to load [default: libnix_evalcost.so next to this binary].
+    #[arg(long, env = "NIX_EVALCOST_PLUGIN")]
+    plugin: Option<PathBuf>,
+    /// The `nix` to run.
+    #[arg(long, env = "NIX_EVALCOST_NIX", default_value = "nix")]
+    nix: PathBuf,
+    /// Systems to walk, comma-separated, or `all` [default: the current system].
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<String>,
+    /// Do not force `drvPath` of derivations (no .drv files are written; derivations then cost
+    /// only their attribute set).
+    #[arg(long)]
+    no_drv_paths: bool,
+    /// Also profile call stacks (every Nix call, exact) and write time and memory flamegraphs
+    /// next to the report (`<name>.wall.svg`, `<name>.alloc.svg`).
+    #[arg(long)]
+    stacks: bool,
+    /// Never show the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    #[command(flatten)]
+    select: SelectArgs,
+    /// Extra arguments for `nix eval` (after `--`), e.g. `-- --option max-call-depth 20000`.
+    #[arg(last = true)]
+    nix_args: Vec<String>,
+}
+
+pub fn run(args: ProfileArgs) -> Result<i32> {
+    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
+    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
+
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let output = cwd.join(&args.output);
+    let staging = nixrun::staging_path(&output)?;
+    let walk = Walk {
+        flake: nixrun::local_path_ref(&args.flake, &cwd),
+        base_dir: cwd.clone(),
+        report: staging.clone(),
+        systems: WalkSystems::from_args(&args.systems),
+        force_drv_paths: !args.no_drv_paths,
+        stacks: args.stacks,
+        argv: std::env::args().collect(),
+    };
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        // Ctrl-C reaches nix too (same process group); we wait for it to write a partial report.
+        let interrupted = interrupted.clone();
+        let _ = ctrlc::set_handler(move || interrupted.store(true, Ordering::SeqCst));
+    }
+    let expression = walk.expression();
+    let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
+    let bar = progress_bar(args.no_progress);
+    let outcome = run.run(
+        |line| {
+            bar.set_position(line.nodes);
+            bar.set_message(line.path);
+        },
+        // nix's messages pass through, above the progress bar.
+        |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
+    );
+    bar.finish_and_clear();
+    let staged = staging.exists();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+    };
+    if !staged {
+        if interrupted.load(Ordering::SeqCst) {
+            bail!("interrupted before the flake's outputs were reached; no report written");
+        }
+        // Explain a plugin that Nix could not load or use before blaming the flake. (Checked
+        // only after a failure: it costs a `nix --version` run and a scan of the plugin.)
+        nixrun::check_plugin_matches(&plugin, &nixrun::nix_version(&args.nix)?)?;
+        let reason = outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status));
+        bail!("nix could not evaluate flake '{}': {reason}", args.flake);
+    }
+    std::fs::rename(&staging, &output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+
+    // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not
+    // bad input (exit 1).
+    let report = read_report(&output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
+    let merged = merge_report(&report, &output, &args.select.merge_options(true));
+    let view = View::new(&merged, args.select.sort, args.select.top);
+    println!("{}", table::summary(&report));
+    print!("{}", table::render(&view, &table_options()));
+    eprintln!("report written to {}", output.display());
+    if report.stacks.is_some() {
+        for svg in write_flamegraphs(&report, &output)? {
+            eprintln!("flamegraph written to {}", svg.display());
+        }
+    }
+    if !report.meta.complete {
+        eprintln!("interrupted: the report holds the nodes walked so far");
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(0)
+}
+
+/// Time and memory flamegraphs of a report with stacks, beside it: `<name>.wall.svg`,
+/// `<name>.alloc.svg` (`<name>` is the report's file name without `.json[.gz]`), drawn in
+/// parallel (a recursive evaluation can have hundreds of thousands of distinct stacks).
+fn write_flamegraphs(report: &Report, output: &Path) -> Result<Vec<PathBuf>> {
+    use crate::svg::{svg, SvgOptions, INVISIBLE};
+    use nix_evalcost_core::render::flamegraph::{folded_above, title};
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
+    let draw = |metric: &str| -> Result<PathBuf> {
+        let metric = nix_evalcost_core::metric::find(metric).map_err(|e| anyhow!(e))?;
+        let options = SvgOptions {
+            title: title(std::slice::from_ref(report), metric),
+            subtitle: Some(format!("call stacks under each flake output; {}", frames_are(report))),
+            metric,
+            width: 1600,
+        };
+        let bytes = svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?;
+        let path = output.with_file_name(format!("{stem}.{}.svg", metric.name));
+        nix_evalcost_core::report_io::write_atomically(&path, |w| std::io::Write::write_all(w, &bytes))?;
+        Ok(path)
+    };
+    std::thread::scope(|scope| {
+        let memory = scope.spawn(|| draw("alloc"));
+        let time = draw("wall");
+        Ok(vec![time?, memory.join().map_err(|_| anyhow!("drawing the memory flamegraph failed"))??])
+    })
+}
+
+/// What a frame of the report's call stacks is (it depends on the Nix that sensed them).
+fn frames_are(report: &Report) -> &'static str {
+    match report.stacks.as_ref().map(|s| s.source.as_str()) {
+        Some("eval-profiler") => "frames are the called functions",
+        _ => "frames are call sites",
+    }
+}
+
+fn progress_bar(disabled: bool) -> ProgressBar {
+    if disabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {pos:>7} nodes  {wide_msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}

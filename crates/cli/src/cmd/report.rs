@@ -1,0 +1,50 @@
+//! `nix-evalcost report INPUT...`: merge reports into per-path statistics, in one format.
+
+use crate::cmd::inputs;
+use crate::{table_options, OutputArgs, SelectArgs};
+use nix_evalcost_core::merge::merge_files;
+use nix_evalcost_core::render::{self, View};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Json,
+    Openmetrics,
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// Reports: files (.json, .json.gz), directories, or globs.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    #[command(flatten)]
+    select: SelectArgs,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Merge reports of different flake revisions, system selections or modes anyway.
+    #[arg(long)]
+    allow_mixed: bool,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
+    let files = inputs::expand(&args.inputs)?;
+    let merged = merge_files(&files, &args.select.merge_options(args.allow_mixed))?;
+    let view = View::new(&merged, args.select.sort, args.select.top);
+    let text = match args.format {
+        Format::Table => {
+            let table = render::table::render(&view, &table_options());
+            format!("{}\n{table}", render::table::merged_summary(&view))
+        }
+        Format::Markdown => render::markdown::render(&view),
+        Format::Csv => render::csv::render(&view),
+        Format::Json => render::json::render(&view),
+        Format::Openmetrics => render::openmetrics::render(&view),
+    };
+    args.output.emit(&text)?;
+    Ok(0)
+}

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(nix_evalcost_cli::main());
+}

@@ -1,0 +1,372 @@
+//! Running `nix` with the plugin: finding the plugin, checking it was built for this Nix,
+//! building the `builtins.evalcostWalk` expression, and running `nix eval` with the progress
+//! pipe. No terminal UI here: `cmd/profile.rs` draws progress and prints tables.
+
+use anyhow::{anyhow, bail, Context, Result};
+use nix_evalcost_core::attrpath::nix_string;
+use nix_evalcost_core::nix_version::NixVersion;
+use nix_evalcost_core::protocol::{self, ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The plugin's file name, looked for next to the `nix-evalcost` binary.
+pub const PLUGIN_FILE: &str = "libnix_evalcost.so";
+
+/// What to say when `nix` cannot be run at all.
+fn cannot_run(nix: &Path, e: std::io::Error) -> anyhow::Error {
+    anyhow!("cannot run '{}' ({e}); install Nix with shared libraries (see README) or pass --nix PATH", nix.display())
+}
+
+/// The plugin to load: `explicit`, else `libnix_evalcost.so` beside `exe` or in `exe/../lib`.
+pub fn find_plugin(explicit: Option<&Path>, exe: &Path) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!("plugin {} does not exist; pass --plugin PATH to libnix_evalcost.so", path.display());
+        }
+        return Ok(path.canonicalize()?);
+    }
+    let dir = exe.parent().unwrap_or(Path::new("/"));
+    for candidate in [dir.join(PLUGIN_FILE), dir.join("../lib").join(PLUGIN_FILE)] {
+        if candidate.is_file() {
+            return Ok(candidate.canonicalize()?);
+        }
+    }
+    bail!(
+        "cannot find the plugin {PLUGIN_FILE} next to {}; build it (`cargo build --release` builds both) or pass --plugin PATH or set NIX_EVALCOST_PLUGIN",
+        exe.display()
+    )
+}
+
+/// The version `nix --version` prints, e.g. "2.26.3".
+pub fn nix_version(nix: &Path) -> Result<String> {
+    let out = Command::new(nix).arg("--version").output().map_err(|e| cannot_run(nix, e))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    version_of_version_output(&text)
+        .ok_or_else(|| anyhow!("'{} --version' printed {:?}, not a Nix version", nix.display(), text.trim()))
+}
+
+/// `nix (Nix) 2.26.3` → `2.26.3`.
+fn version_of_version_output(text: &str) -> Option<String> {
+    let last = text.split_whitespace().last()?;
+    NixVersion::parse(last).map(|_| last.to_string())
+}
+
+/// The Nix version a plugin binary was built for (its marker), read from the file.
+pub fn plugin_built_for(plugin: &Path) -> Result<String> {
+    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    protocol::built_for(&bytes)
+        .ok_or_else(|| anyhow!("{} is not a nix-evalcost plugin; pass --plugin PATH to libnix_evalcost.so", plugin.display()))
+}
+
+/// The plugin is C++ linked against one Nix's libraries: refuse another minor version before
+/// Nix fails to load it with an unreadable linker error.
+pub fn check_plugin_matches(plugin: &Path, nix_version: &str) -> Result<()> {
+    let built_for = plugin_built_for(plugin)?;
+    if !nix_evalcost_core::nix_version::same_minor(&built_for, nix_version) {
+        let series = NixVersion::parse(&built_for).map_or(built_for.clone(), |v| v.series());
+        bail!(
+            "plugin {} was built for Nix {built_for} but `nix` is {nix_version}; rebuild nix-evalcost against this Nix \
+             (see docs/development.md) or pass --nix PATH to a Nix {series}",
+            plugin.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where nix writes the report before it is renamed to `output`: an interrupted or failed run
+/// never replaces a previous report with nothing.
+pub fn staging_path(output: &Path) -> Result<PathBuf> {
+    let name = output.file_name().and_then(|n| n.to_str()).context("the report path has no file name")?;
+    let dir = output.parent().unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        bail!("cannot write the report: directory {} does not exist", dir.display());
+    }
+    let gz = if name.ends_with(".gz") { ".gz" } else { "" };
+    Ok(dir.join(format!(".{name}.{}.partial.json{gz}", std::process::id())))
+}
+
+/// `examples/flake` is a registry lookup of flake id `examples` to Nix; when a directory of that
+/// name with a flake.nix exists (relative to `cwd`), the user meant the directory.
+pub fn local_path_ref(flake: &str, cwd: &Path) -> String {
+    let looks_like_path = flake.starts_with(['.', '/']) || flake.contains(':');
+    if !looks_like_path && cwd.join(flake).join("flake.nix").is_file() {
+        format!("./{flake}")
+    } else {
+        flake.to_string()
+    }
+}
+
+/// Which systems a walk visits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalkSystems {
+    /// Nix's own `system` setting (evaluation stays pure).
+    Current,
+    All,
+    Only(Vec<String>),
+}
+
+impl WalkSystems {
+    /// From `--systems a,b` or `--systems all` (empty: the current system).
+    pub fn from_args(systems: &[String]) -> WalkSystems {
+        if systems.iter().any(|s| s == "all") {
+            WalkSystems::All
+        } else if systems.is_empty() {
+            WalkSystems::Current
+        } else {
+            WalkSystems::Only(systems.to_vec())
+        }
+    }
+}
+
+/// The arguments of one `builtins.evalcostWalk` call.
+#[derive(Clone, Debug)]
+pub struct Walk {
+    pub flake: String,
+    pub base_dir: PathBuf,
+    pub report: PathBuf,
+    pub systems: WalkSystems,
+    pub force_drv_paths: bool,
+    pub stacks: bool,
+    /// The command line recorded in the report.
+    pub argv: Vec<String>,
+}
+
+impl Walk {
+    /// The Nix expression that runs this walk; every string is quoted as a Nix string literal.
+    pub fn expression(&self) -> String {
+        let systems = match &self.systems {
+            WalkSystems::Current => String::new(),
+            WalkSystems::All => "systems = \"all\"; ".into(),
+            WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
+        };
+        format!(
+            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; argv = {}; }}",
+            nix_string(&self.flake),
+            nix_string(&self.base_dir.to_string_lossy()),
+            nix_string(&self.report.to_string_lossy()),
+            self.force_drv_paths,
+            self.stacks,
+            nix_list(&self.argv),
+        )
+    }
+}
+
+fn nix_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|s| nix_string(s)).collect();
+    format!("[ {} ]", items.join(" "))
+}
+
+/// How to run `nix`.
+pub struct NixRun<'a> {
+    pub nix: &'a Path,
+    pub plugin: &'a Path,
+    pub expression: &'a str,
+    /// Extra arguments for `nix eval`.
+    pub extra_args: &'a [String],
+}
+
+/// What became of a `nix` run.
+pub struct NixOutcome {
+    pub status: std::process::ExitStatus,
+    /// The last `error:` line nix printed.
+    pub error: Option<String>,
+}
+
+/// Lines of stderr kept to find nix's last error.
+const STDERR_TAIL: usize = 50;
+
+impl NixRun<'_> {
+    /// The `nix eval` command line, with the progress pipe announced at [`PROGRESS_FD`].
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(self.nix);
+        command
+            .arg("--option")
+            .arg("plugin-files")
+            .arg(self.plugin)
+            .args(["--extra-experimental-features", "nix-command flakes", "eval", "--json", "--expr", self.expression])
+            .args(self.extra_args)
+            .env(PROGRESS_FD_VAR, PROGRESS_FD.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    }
+
+    /// Runs nix to the end. `on_progress` gets each progress line of the plugin, `on_stderr`
+    /// each line nix prints (both on their own threads).
+    pub fn run(
+        &self,
+        on_progress: impl FnMut(ProgressLine) + Send,
+        mut on_stderr: impl FnMut(&str) + Send,
+    ) -> Result<NixOutcome> {
+        let (progress_reader, progress_writer) = os_pipe::pipe().context("cannot create a pipe")?;
+        let progress_fd = progress_writer.as_raw_fd();
+        let mut command = self.command();
+        // SAFETY: dup2 is async-signal-safe; it gives the child the pipe's write end.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(progress_fd, PROGRESS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(|e| cannot_run(self.nix, e))?;
+        drop(progress_writer);
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+        let status = std::thread::scope(|scope| {
+            scope.spawn(move || read_progress(progress_reader, on_progress));
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                on_stderr(&line);
+                if tail.len() == STDERR_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            child.wait().context("waiting for nix")
+        })?;
+        Ok(NixOutcome { status, error: last_error(tail.iter().map(String::as_str)) })
+    }
+}
+
+fn read_progress(pipe: impl std::io::Read, mut on_progress: impl FnMut(ProgressLine)) {
+    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+        on_progress(ProgressLine::parse(&line));
+    }
+}
+
+/// The message of the last `error:` line among `lines`.
+fn last_error<'a>(lines: impl DoubleEndedIterator<Item = &'a str>) -> Option<String> {
+    lines.rev().find_map(|l| l.trim_start().strip_prefix("error:").map(|e| e.trim().to_string()).filter(|e| !e.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walk() -> Walk {
+        Walk {
+            flake: "path:/tmp/my flake".into(),
+            base_dir: "/home/u".into(),
+            report: "/tmp/r.json".into(),
+            systems: WalkSystems::Current,
+            force_drv_paths: true,
+            stacks: false,
+            argv: vec!["nix-evalcost".into(), "profile".into()],
+        }
+    }
+
+    #[test]
+    fn walk_expression_quotes_every_string() {
+        assert_eq!(
+            walk().expression(),
+            "builtins.evalcostWalk { flake = \"path:/tmp/my flake\"; baseDir = \"/home/u\"; report = \"/tmp/r.json\"; \
+             forceDrvPaths = true; stacks = false; argv = [ \"nix-evalcost\" \"profile\" ]; }"
+        );
+        let hostile = Walk {
+            flake: "x\"; y = ${builtins.abort \"no\"}".into(),
+            systems: WalkSystems::Only(vec!["a\\b".into(), "${c}".into()]),
+            stacks: true,
+            force_drv_paths: false,
+            ..walk()
+        };
+        let expr = hostile.expression();
+        assert!(expr.contains(r#"flake = "x\"; y = \${builtins.abort \"no\"}";"#), "{expr}");
+        assert!(expr.contains(r#"systems = [ "a\\b" "\${c}" ];"#), "{expr}");
+        assert!(expr.contains("forceDrvPaths = false; stacks = true;"), "{expr}");
+        let all = Walk { systems: WalkSystems::All, ..walk() };
+        assert!(all.expression().contains("systems = \"all\"; forceDrvPaths"));
+    }
+
+    #[test]
+    fn systems_from_arguments() {
+        assert_eq!(WalkSystems::from_args(&[]), WalkSystems::Current);
+        assert_eq!(WalkSystems::from_args(&["x86_64-linux".into(), "all".into()]), WalkSystems::All);
+        assert_eq!(WalkSystems::from_args(&["a".into()]), WalkSystems::Only(vec!["a".into()]));
+    }
+
+    #[test]
+    fn version_output_is_parsed() {
+        assert_eq!(version_of_version_output("nix (Nix) 2.26.3\n").as_deref(), Some("2.26.3"));
+        assert_eq!(version_of_version_output("nix (Nix) 2.35.2pre20251101_dirty").as_deref(), Some("2.35.2pre20251101_dirty"));
+        assert_eq!(version_of_version_output("command not found"), None);
+        assert_eq!(version_of_version_output(""), None);
+    }
+
+    #[test]
+    fn plugin_is_found_beside_the_binary_or_in_lib() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let exe = bin.join("nix-evalcost");
+        let err = find_plugin(None, &exe).unwrap_err().to_string();
+        assert!(err.contains("cannot find the plugin") && err.contains("--plugin"), "{err}");
+        std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+        std::fs::write(dir.path().join("lib").join(PLUGIN_FILE), b"x").unwrap();
+        assert_eq!(find_plugin(None, &exe).unwrap(), dir.path().join("lib").join(PLUGIN_FILE).canonicalize().unwrap());
+        std::fs::write(bin.join(PLUGIN_FILE), b"x").unwrap();
+        assert_eq!(find_plugin(None, &exe).unwrap(), bin.join(PLUGIN_FILE).canonicalize().unwrap());
+        let missing = find_plugin(Some(&dir.path().join("nope.so")), &exe).unwrap_err().to_string();
+        assert!(missing.contains("nope.so") && missing.contains("does not exist"), "{missing}");
+    }
+
+    #[test]
+    fn plugin_version_is_checked_by_minor_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = dir.path().join(PLUGIN_FILE);
+        std::fs::write(&plugin, format!("ELF junk {}2.26.3\0 more", protocol::BUILT_FOR_PREFIX)).unwrap();
+        assert_eq!(plugin_built_for(&plugin).unwrap(), "2.26.3");
+        check_plugin_matches(&plugin, "2.26.1").unwrap();
+        let err = check_plugin_matches(&plugin, "2.35.2").unwrap_err().to_string();
+        assert!(err.contains("built for Nix 2.26.3 but `nix` is 2.35.2") && err.contains("a Nix 2.26"), "{err}");
+        std::fs::write(&plugin, b"not a plugin").unwrap();
+        let err = check_plugin_matches(&plugin, "2.26.3").unwrap_err().to_string();
+        assert!(err.contains("is not a nix-evalcost plugin"), "{err}");
+    }
+
+    #[test]
+    fn directories_named_like_flake_ids_are_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("examples/flake")).unwrap();
+        std::fs::write(dir.path().join("examples/flake/flake.nix"), "{}").unwrap();
+        assert_eq!(local_path_ref("examples/flake", dir.path()), "./examples/flake");
+        assert_eq!(local_path_ref("nixpkgs", dir.path()), "nixpkgs");
+        assert_eq!(local_path_ref("github:o/r", dir.path()), "github:o/r");
+        assert_eq!(local_path_ref("./x", dir.path()), "./x");
+    }
+
+    #[test]
+    fn staging_is_a_hidden_sibling() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = staging_path(&dir.path().join("r.json.gz")).unwrap();
+        assert_eq!(staged.parent(), Some(dir.path()));
+        let name = staged.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(".r.json.gz.") && name.ends_with(".partial.json.gz"), "{name}");
+        let err = staging_path(&dir.path().join("missing/r.json")).unwrap_err().to_string();
+        assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn the_last_error_line_is_kept() {
+        let lines = ["warning: x", "error: first", "  … while evaluating", "error:   second  ", "done"];
+        assert_eq!(last_error(lines.into_iter()).as_deref(), Some("second"));
+        assert_eq!(last_error(["error:"].into_iter()), None);
+    }
+
+    #[test]
+    fn command_announces_the_progress_pipe() {
+        let args = vec!["--option".to_string(), "max-call-depth".into(), "20000".into()];
+        let run = NixRun { nix: Path::new("nix"), plugin: Path::new("/p.so"), expression: "1", extra_args: &args };
+        let command = run.command();
+        let argv: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(&argv[..3], ["--option", "plugin-files", "/p.so"]);
+        assert!(argv.ends_with(&["eval".into(), "--json".into(), "--expr".into(), "1".into(), "--option".into(), "max-call-depth".into(), "20000".into()]));
+        let fd = command.get_envs().find(|(k, _)| *k == PROGRESS_FD_VAR).and_then(|(_, v)| v).unwrap();
+        assert_eq!(fd, "3");
+    }
+}

@@ -1,0 +1,424 @@
+//! Merging reports: per attribute path, statistics of each chosen metric across runs.
+//!
+//! Reports stream in: each is parsed (borrowing its strings from the file's bytes), folded
+//! into per-path samples of the chosen metrics and dropped. Memory grows with paths × runs ×
+//! chosen metrics, never with whole reports. Files are read by one thread per core; merging is
+//! order-independent (samples are sorted before statistics are taken).
+
+use crate::cost::{Cost, Gauges, Sizes};
+use crate::metric::Metric;
+use crate::pathglob::PathGlob;
+use crate::report::{Kind, Meta};
+use crate::report_io::{read_bytes, ReportError};
+use crate::stats::{Stat, Stats};
+use serde::Deserialize;
+use std::borrow::Cow;
+use rustc_hash::FxHashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// How reports are merged.
+#[derive(Clone)]
+pub struct MergeOptions {
+    /// Metrics to compute; the first is the one tables are ranked by.
+    pub metrics: Vec<&'static Metric>,
+    /// Inclusive costs (a node plus its subtree) instead of exclusive.
+    pub inclusive: bool,
+    /// Fold everything below this depth into its ancestor at this depth (inclusive there).
+    pub depth: Option<usize>,
+    /// Keep only paths matching one of these (all if empty).
+    pub filters: Vec<PathGlob>,
+    /// Merge reports of different flake revisions, systems or modes anyway.
+    pub allow_mixed: bool,
+}
+
+/// One merged attribute path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub path: Vec<String>,
+    pub kind: Kind,
+    /// Runs in which evaluating this path failed.
+    pub errors: usize,
+    /// Per metric, in `Merged::metrics` order.
+    pub stats: Vec<Stats>,
+}
+
+/// What one report was, for the merged output's provenance and the compatibility check.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub file: String,
+    pub meta: Meta,
+}
+
+impl RunInfo {
+    /// The flake content this run evaluated: its narHash (a dirty Git tree has no rev, and its
+    /// locked URL stays the same across edits), else its locked URL.
+    pub fn revision(&self) -> String {
+        self.meta.flake.as_ref().map_or_else(|| "(no flake)".into(), |f| f.nar_hash.clone().unwrap_or_else(|| f.locked_url.clone()))
+    }
+    pub fn systems(&self) -> String {
+        if self.meta.all_systems { "all".into() } else { self.meta.systems.join(",") }
+    }
+}
+
+#[derive(Debug)]
+pub struct Merged {
+    pub metrics: Vec<&'static Metric>,
+    pub inclusive: bool,
+    pub depth: Option<usize>,
+    pub runs: Vec<RunInfo>,
+    pub rows: Vec<Row>,
+    pub totals: Vec<Stats>,
+    pub unattributed: Vec<Stats>,
+}
+
+impl Merged {
+    /// The `top` rows by `stat` of the first metric, largest first (ties by path).
+    pub fn top(&self, stat: Stat, top: usize) -> Vec<&Row> {
+        let mut rows: Vec<&Row> = self.rows.iter().collect();
+        rows.sort_by(|a, b| b.stats[0].get(stat).total_cmp(&a.stats[0].get(stat)).then_with(|| a.path.cmp(&b.path)));
+        rows.truncate(top);
+        rows
+    }
+
+    pub fn error_runs(&self) -> usize {
+        self.rows.iter().map(|r| r.errors).sum()
+    }
+}
+
+// ---- the lean view of a report file --------------------------------------------------------
+
+#[derive(Deserialize)]
+struct LeanReport<'a> {
+    #[serde(borrow)]
+    schema: Cow<'a, str>,
+    schema_version: u32,
+    meta: Meta,
+    sizes: Sizes,
+    totals: Cost,
+    unattributed: Cost,
+    end: Gauges,
+    #[serde(borrow)]
+    nodes: Vec<LeanNode<'a>>,
+}
+
+#[derive(Deserialize)]
+struct LeanNode<'a> {
+    parent: Option<u32>,
+    #[serde(borrow)]
+    path: Vec<Cow<'a, str>>,
+    kind: Kind,
+    #[serde(default, borrow)]
+    error: Option<Cow<'a, str>>,
+    #[serde(default)]
+    cost: Cost,
+    #[serde(default)]
+    after: Gauges,
+}
+
+fn parse_lean<'a>(path: &Path, bytes: &'a [u8]) -> Result<LeanReport<'a>, ReportError> {
+    let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
+    let report: LeanReport = crate::report_io::parse_json(path, bytes)?;
+    crate::report::check_schema(&report.schema, report.schema_version).map_err(invalid)?;
+    for (i, node) in report.nodes.iter().enumerate() {
+        if node.parent.is_some_and(|p| p as usize >= i) {
+            return Err(invalid(format!("node {i} names a parent that does not come before it")));
+        }
+    }
+    Ok(report)
+}
+
+// ---- accumulation --------------------------------------------------------------------------
+
+struct PathSamples {
+    kind: Kind,
+    errors: usize,
+    /// Per metric, one sample per run that has this path.
+    samples: Vec<Vec<u64>>,
+}
+
+struct Accumulator {
+    metric_count: usize,
+    /// Keyed by the path with components joined by NUL. FxHash: the keys are not adversarial
+    /// in a way that matters (a report's author can only slow down their own merge).
+    paths: FxHashMap<String, PathSamples>,
+    totals: Vec<Vec<u64>>,
+    unattributed: Vec<Vec<u64>>,
+    runs: Vec<RunInfo>,
+}
+
+/// Separates path components in map keys: attribute names cannot contain NUL.
+const SEP: char = '\0';
+
+impl Accumulator {
+    fn new(metric_count: usize) -> Self {
+        Accumulator {
+            metric_count,
+            paths: FxHashMap::default(),
+            totals: vec![Vec::new(); metric_count],
+            unattributed: vec![Vec::new(); metric_count],
+            runs: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, file: &Path, report: LeanReport, opts: &MergeOptions) {
+        let values = NodeValues::of(&report, opts);
+        let mut key = String::new();
+        for (i, node) in report.nodes.iter().enumerate() {
+            let Some(values) = values.row(i, node.path.len(), opts) else { continue };
+            if !opts.filters.is_empty() && !opts.filters.iter().any(|g| g.matches(&node.path)) {
+                continue;
+            }
+            key.clear();
+            for (i, c) in node.path.iter().enumerate() {
+                if i > 0 {
+                    key.push(SEP);
+                }
+                key.push_str(c);
+            }
+            let entry = match self.paths.get_mut(key.as_str()) {
+                Some(e) => e,
+                None => self.paths.entry(key.clone()).or_insert_with(|| PathSamples {
+                    kind: node.kind,
+                    errors: 0,
+                    samples: vec![Vec::new(); self.metric_count],
+                }),
+            };
+            if node.error.is_some() {
+                entry.errors += 1;
+                entry.kind = Kind::Error;
+            }
+            for (samples, &v) in entry.samples.iter_mut().zip(values) {
+                samples.push(v);
+            }
+        }
+        for (i, m) in opts.metrics.iter().enumerate() {
+            self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
+            self.unattributed[i].push(m.value(&report.unattributed, &Gauges::default(), &report.sizes));
+        }
+        self.runs.push(RunInfo { file: file.display().to_string(), meta: report.meta });
+    }
+
+    fn absorb(&mut self, other: Accumulator) {
+        for (key, theirs) in other.paths {
+            match self.paths.get_mut(&key) {
+                None => {
+                    self.paths.insert(key, theirs);
+                }
+                Some(ours) => {
+                    ours.errors += theirs.errors;
+                    if theirs.kind == Kind::Error {
+                        ours.kind = Kind::Error;
+                    }
+                    for (a, b) in ours.samples.iter_mut().zip(theirs.samples) {
+                        a.extend(b);
+                    }
+                }
+            }
+        }
+        for (a, b) in self.totals.iter_mut().zip(other.totals) {
+            a.extend(b);
+        }
+        for (a, b) in self.unattributed.iter_mut().zip(other.unattributed) {
+            a.extend(b);
+        }
+        self.runs.extend(other.runs);
+    }
+
+    fn finish(self, opts: &MergeOptions) -> Merged {
+        let stats = |mut v: Vec<u64>| Stats::of(&mut v);
+        let mut rows: Vec<Row> = self
+            .paths
+            .into_iter()
+            .map(|(key, p)| Row {
+                path: key.split(SEP).map(str::to_string).collect(),
+                kind: p.kind,
+                errors: p.errors,
+                stats: p.samples.into_iter().map(stats).collect(),
+            })
+            .collect();
+        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut runs = self.runs;
+        runs.sort_by(|a, b| a.file.cmp(&b.file));
+        Merged {
+            metrics: opts.metrics.clone(),
+            inclusive: opts.inclusive,
+            depth: opts.depth,
+            runs,
+            rows,
+            totals: self.totals.into_iter().map(stats).collect(),
+            unattributed: self.unattributed.into_iter().map(stats).collect(),
+        }
+    }
+}
+
+/// The chosen metrics' values for every node of one report, in flat tables (one allocation
+/// per report, not per node): each node's own values and, when needed, its subtree's.
+/// Subtree values sum additive metrics and take the maximum of gauges.
+struct NodeValues {
+    width: usize,
+    own: Vec<u64>,
+    subtree: Option<Vec<u64>>,
+}
+
+impl NodeValues {
+    fn of(report: &LeanReport, opts: &MergeOptions) -> NodeValues {
+        let width = opts.metrics.len();
+        let mut own = Vec::with_capacity(report.nodes.len() * width);
+        for n in &report.nodes {
+            own.extend(opts.metrics.iter().map(|m| m.value(&n.cost, &n.after, &report.sizes)));
+        }
+        let subtree = (opts.inclusive || opts.depth.is_some()).then(|| {
+            let mut acc = own.clone();
+            for i in (0..report.nodes.len()).rev() {
+                if let Some(parent) = report.nodes[i].parent {
+                    let (head, tail) = acc.split_at_mut(i * width);
+                    let parent_values = &mut head[parent as usize * width..(parent as usize + 1) * width];
+                    for ((p, c), m) in parent_values.iter_mut().zip(&tail[..width]).zip(&opts.metrics) {
+                        *p = if m.is_additive() { p.saturating_add(*c) } else { (*p).max(*c) };
+                    }
+                }
+            }
+            acc
+        });
+        NodeValues { width, own, subtree }
+    }
+
+    /// The values node `i` (at `depth`) contributes as a row, or None below the depth cut.
+    fn row(&self, i: usize, depth: usize, opts: &MergeOptions) -> Option<&[u64]> {
+        let range = i * self.width..(i + 1) * self.width;
+        match opts.depth {
+            Some(d) if depth > d => None,
+            Some(d) if depth == d => self.subtree.as_ref().map(|s| &s[range]),
+            _ if opts.inclusive => self.subtree.as_ref().map(|s| &s[range]),
+            _ => Some(&self.own[range]),
+        }
+    }
+}
+
+// ---- entry point ---------------------------------------------------------------------------
+
+/// Merges `files`, reading them on all cores. Any bad file fails the whole merge.
+pub fn merge_files(files: &[PathBuf], opts: &MergeOptions) -> Result<Merged, MergeError> {
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<(usize, ReportError)>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
+    let partials: Vec<Accumulator> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut acc = Accumulator::new(opts.metrics.len());
+                    // Buffers reused from file to file: no fresh megabytes (and page faults) each time.
+                    let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(file) = files.get(i) else { break };
+                        let outcome = read_bytes(file, &mut bytes, &mut scratch).and_then(|()| parse_lean(file, &bytes));
+                        match outcome {
+                            Ok(report) => acc.add(file, report, opts),
+                            Err(e) => {
+                                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                                // Report the first bad file in command-line order, whatever the threads did.
+                                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                                    *slot = Some((i, e));
+                                }
+                                next.store(files.len(), Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    }
+                    acc
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("merge worker panicked")).collect()
+    });
+    if let Some((_, e)) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(MergeError::Report(e));
+    }
+    let mut all = Accumulator::new(opts.metrics.len());
+    for partial in partials {
+        all.absorb(partial);
+    }
+    let merged = all.finish(opts);
+    if !opts.allow_mixed {
+        check_compatible(&merged.runs)?;
+    }
+    Ok(merged)
+}
+
+/// Merges the JSON text of one report (named `name` in errors): the lean parse, validation and
+/// accumulation of [`merge_files`], without files or threads (for fuzzing and tests).
+pub fn merge_json(name: &str, json: &[u8], opts: &MergeOptions) -> Result<Merged, MergeError> {
+    let path = Path::new(name);
+    let report = parse_lean(path, json)?;
+    let mut acc = Accumulator::new(opts.metrics.len());
+    acc.add(path, report, opts);
+    Ok(acc.finish(opts))
+}
+
+/// Merges one report already in memory (what `profile` prints).
+pub fn merge_report(report: &crate::report::Report, file: &Path, opts: &MergeOptions) -> Merged {
+    let lean = LeanReport {
+        schema: Cow::Borrowed(&report.schema),
+        schema_version: report.schema_version,
+        meta: report.meta.clone(),
+        sizes: report.sizes,
+        totals: report.totals,
+        unattributed: report.unattributed,
+        end: report.end,
+        nodes: report
+            .nodes
+            .iter()
+            .map(|n| LeanNode {
+                parent: n.parent,
+                path: n.path.iter().map(|c| Cow::Borrowed(c.as_str())).collect(),
+                kind: n.kind,
+                error: n.error.as_deref().map(Cow::Borrowed),
+                cost: n.cost,
+                after: n.after,
+            })
+            .collect(),
+    };
+    let mut acc = Accumulator::new(opts.metrics.len());
+    acc.add(file, lean, opts);
+    acc.finish(opts)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{0}")]
+    Mixed(String),
+}
+
+/// Refuses to merge runs whose costs do not describe the same thing.
+pub fn check_compatible(runs: &[RunInfo]) -> Result<(), MergeError> {
+    type Check = (&'static str, fn(&RunInfo) -> String);
+    let checks: [Check; 3] = [
+        ("flake revisions", RunInfo::revision),
+        ("system selections", RunInfo::systems),
+        ("modes", |r: &RunInfo| r.meta.mode.clone()),
+    ];
+    for (what, key) in checks {
+        let mut seen: Vec<(String, &str)> = Vec::new();
+        for run in runs {
+            let k = key(run);
+            if !seen.iter().any(|(s, _)| *s == k) {
+                seen.push((k, &run.file));
+            }
+        }
+        if seen.len() > 1 {
+            let examples: Vec<String> = seen.iter().take(2).map(|(k, f)| format!("{k} in {f}")).collect();
+            return Err(MergeError::Mixed(crate::attrpath::sanitize_text(&format!(
+                "the reports differ in {what} ({} different: {}); merging would mix unlike costs. \
+                 Pass --allow-mixed to merge them anyway",
+                seen.len(),
+                examples.join(", ")
+            ))));
+        }
+    }
+    Ok(())
+}

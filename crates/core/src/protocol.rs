@@ -1,0 +1,126 @@
+//! What the plugin and the CLI agree on, defined once: the progress pipe, the environment
+//! variables the plugin reads, and the marker that names the Nix a plugin was built for.
+
+use crate::attrpath::display_path;
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+/// `NIX_EVALCOST=0` (or false/off/no) turns the plugin into a no-op.
+pub const ENABLE_VAR: &str = "NIX_EVALCOST";
+/// Where `builtins.evalcostMeasure` outside a walk writes its report when Nix exits.
+pub const MEASURE_REPORT_VAR: &str = "NIX_EVALCOST_REPORT";
+/// The variable naming the progress pipe's file descriptor in the `nix` child.
+pub const PROGRESS_FD_VAR: &str = "NIX_EVALCOST_PROGRESS_FD";
+/// The descriptor the CLI gives the `nix` child for progress lines.
+pub const PROGRESS_FD: i32 = 3;
+/// Precedes the Nix version in the plugin binary: `nix-evalcost-built-for-nix=2.26.3\0`.
+pub const BUILT_FOR_PREFIX: &str = "nix-evalcost-built-for-nix=";
+
+/// Whether the plugin is enabled, given the value of [`ENABLE_VAR`] (unset: enabled).
+pub fn enabled(value: Option<&str>) -> bool {
+    let v = value.unwrap_or_default().to_ascii_lowercase();
+    !matches!(v.as_str(), "0" | "false" | "off" | "no")
+}
+
+/// One progress line: nodes walked so far and the path being walked (empty when done).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProgressLine {
+    pub nodes: u64,
+    pub path: String,
+}
+
+impl ProgressLine {
+    /// `<nodes>\t<path>`, as the plugin writes it (without the newline).
+    pub fn parse(line: &str) -> ProgressLine {
+        let (count, path) = line.split_once('\t').unwrap_or((line, ""));
+        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string() }
+    }
+}
+
+/// The plugin's side of the progress pipe: `<nodes>\t<path>\n` at most every 100 ms.
+pub struct ProgressPipe {
+    out: File,
+    last: Option<Instant>,
+}
+
+impl ProgressPipe {
+    /// The pipe the CLI opened for this process, if [`PROGRESS_FD_VAR`] names an open
+    /// descriptor (not stdin, stdout or stderr).
+    pub fn from_env() -> Option<ProgressPipe> {
+        let fd: i32 = std::env::var(PROGRESS_FD_VAR).ok()?.parse().ok()?;
+        // SAFETY: fcntl only tells whether `fd` is open.
+        if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is open (checked above); the CLI opened it for us and nothing else in
+        // the process uses it, so we own it from here on.
+        Some(ProgressPipe { out: unsafe { File::from_raw_fd(fd) }, last: None })
+    }
+}
+
+/// Where a session reports its progress.
+pub trait Progress: Send {
+    /// A node is entered: `nodes` so far, at `path`.
+    fn tick(&mut self, nodes: usize, path: &[String]);
+    /// The walk is over.
+    fn done(&mut self, nodes: usize);
+}
+
+impl Progress for ProgressPipe {
+    fn tick(&mut self, nodes: usize, path: &[String]) {
+        if self.last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let _ = writeln!(self.out, "{nodes}\t{}", display_path(path));
+    }
+
+    fn done(&mut self, nodes: usize) {
+        let _ = writeln!(self.out, "{nodes}\t");
+    }
+}
+
+/// The Nix version recorded in a plugin binary's bytes, if it carries the marker.
+pub fn built_for(binary: &[u8]) -> Option<String> {
+    let prefix = BUILT_FOR_PREFIX.as_bytes();
+    let at = binary.windows(prefix.len()).position(|w| w == prefix)?;
+    let rest = &binary[at + prefix.len()..];
+    let end = rest.iter().take(64).position(|&b| b == 0)?;
+    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_round_trip() {
+        assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), ProgressLine { nodes: 12, path: "packages.x86_64-linux.hello".into() });
+        assert_eq!(ProgressLine::parse("40\t"), ProgressLine { nodes: 40, path: String::new() });
+        assert_eq!(ProgressLine::parse("junk"), ProgressLine { nodes: 0, path: String::new() });
+    }
+
+    #[test]
+    fn marker_is_found_in_binary_bytes() {
+        let mut bytes = b"\x7fELF....".to_vec();
+        bytes.extend_from_slice(BUILT_FOR_PREFIX.as_bytes());
+        bytes.extend_from_slice(b"2.35.2\0rest");
+        assert_eq!(built_for(&bytes).as_deref(), Some("2.35.2"));
+        assert_eq!(built_for(b"no marker here"), None);
+        // A marker without its terminator within 64 bytes is not trusted.
+        let mut open = BUILT_FOR_PREFIX.as_bytes().to_vec();
+        open.extend(std::iter::repeat_n(b'9', 100));
+        assert_eq!(built_for(&open), None);
+    }
+
+    #[test]
+    fn enable_switch() {
+        assert!(enabled(None));
+        assert!(enabled(Some("1")));
+        for off in ["0", "false", "OFF", "no"] {
+            assert!(!enabled(Some(off)), "{off}");
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Reading and writing report files: JSON, gzipped when the name ends in `.gz`, written
+//! atomically (a temporary file in the same directory, renamed into place).
+
+use crate::report::Report;
+use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::Path;
+
+/// A report that cannot be read: the file names the report, the detail says what is wrong.
+/// (The I/O error is part of the message, not a `source`, so that it is printed once.)
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: not a valid report: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+fn io_error(path: &Path, error: std::io::Error) -> ReportError {
+    ReportError::Io { path: path.display().to_string(), error }
+}
+
+/// A file that cannot be written: a failure of the machine (disk full, permissions), not of
+/// the input.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {error}")]
+pub struct WriteError {
+    pub path: String,
+    pub error: std::io::Error,
+}
+
+fn write_error(path: &Path, error: std::io::Error) -> WriteError {
+    WriteError { path: path.display().to_string(), error }
+}
+
+/// The largest report text read (after decompression): a hostile `.gz` of a few kilobytes can
+/// inflate to any size, and the largest real reports are far below this.
+pub const MAX_REPORT_BYTES: u64 = 8 << 30;
+
+/// Reads and validates one report; gzip is recognised by its magic bytes, not the name.
+pub fn read_report(path: &Path) -> Result<Report, ReportError> {
+    let mut bytes = Vec::new();
+    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
+    report_from_bytes(path, &bytes, MAX_REPORT_BYTES)
+}
+
+/// Parses and validates a report file's bytes (JSON, or gzipped JSON of at most `limit` bytes);
+/// `path` names it in errors.
+pub fn report_from_bytes(path: &Path, bytes: &[u8], limit: u64) -> Result<Report, ReportError> {
+    let mut json = Vec::new();
+    let json = if is_gzip(bytes) {
+        inflate(path, bytes, &mut json, limit)?;
+        json.as_slice()
+    } else {
+        bytes
+    };
+    let report: Report = parse_json(path, json)?;
+    report.validate().map_err(|detail| ReportError::Invalid { path: path.display().to_string(), detail })?;
+    Ok(report)
+}
+
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
+/// Decompresses `gz` into `out`, refusing more than `limit` bytes of output.
+fn inflate(path: &Path, gz: &[u8], out: &mut Vec<u8>, limit: u64) -> Result<(), ReportError> {
+    let invalid = |detail: String| ReportError::Invalid { path: path.display().to_string(), detail };
+    let read = MultiGzDecoder::new(gz).take(limit.saturating_add(1)).read_to_end(out);
+    read.map_err(|e| invalid(format!("cannot decompress: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(invalid(format!("decompresses to more than {limit} bytes")));
+    }
+    Ok(())
+}
+
+/// Parses report JSON (whole or a lean view of it). sonic-rs (SIMD) parses about twice as fast
+/// as serde_json; on a failure serde_json parses again for its precise "truncated at line L
+/// column C" message.
+pub fn parse_json<'a, T: serde::Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -> Result<T, ReportError> {
+    sonic_rs::from_slice(bytes).or_else(|_| {
+        serde_json::from_slice(bytes)
+            .map_err(|e| ReportError::Invalid { path: path.display().to_string(), detail: describe_json_error(&e) })
+    })
+}
+
+/// Reads a report file's JSON text into `out`, inflating gzip (through `scratch`). Both
+/// buffers are reused between files by callers that read many.
+pub fn read_bytes(path: &Path, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), ReportError> {
+    out.clear();
+    scratch.clear();
+    File::open(path).and_then(|mut f| f.read_to_end(scratch)).map_err(|e| io_error(path, e))?;
+    if is_gzip(scratch) {
+        inflate(path, scratch, out, MAX_REPORT_BYTES)?;
+    } else {
+        std::mem::swap(out, scratch);
+    }
+    Ok(())
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof if e.line() <= 1 && e.column() == 0 => "the file is empty".into(),
+        Category::Eof => format!("truncated at line {} column {}", e.line(), e.column()),
+        _ => e.to_string(),
+    }
+}
+
+/// Writes `report` to `path` atomically: readers see the old file or the whole new one.
+pub fn write_report(path: &Path, report: &Report) -> Result<(), WriteError> {
+    let gzip = path.extension().is_some_and(|e| e == "gz");
+    // sonic-rs serialises about twice as fast as serde_json (a walk writes at its very end).
+    let mut json = sonic_rs::to_vec(report).map_err(|e| write_error(path, std::io::Error::other(e)))?;
+    json.push(b'\n');
+    write_atomically(path, |out| {
+        if gzip {
+            let mut gz = GzEncoder::new(out, Compression::default());
+            gz.write_all(&json)?;
+            gz.finish()?;
+        } else {
+            out.write_all(&json)?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes a file through `fill` into a temporary sibling, then renames it over `path`.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>,
+) -> Result<(), WriteError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let tmp = tempfile::Builder::new().prefix(".nix-evalcost-").tempfile_in(dir).map_err(|e| write_error(path, e))?;
+    {
+        let mut out = BufWriter::with_capacity(256 * 1024, tmp.as_file());
+        fill(&mut out).map_err(|e| write_error(path, e))?;
+        out.flush().map_err(|e| write_error(path, e))?;
+    }
+    // No fsync: the rename is what keeps readers from a half-written file, and a profile
+    // report need not survive a power cut; fsync was a visible share of a short walk.
+    tmp.persist(path).map_err(|e| write_error(path, e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{node, report};
+
+    #[test]
+    fn round_trip_plain_and_gzip() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = report(vec![node(0, None, &["a"], 3), node(1, Some(0), &["a", "b.c"], 4)]);
+        for name in ["r.json", "r.json.gz"] {
+            let p = dir.path().join(name);
+            write_report(&p, &r).unwrap();
+            assert_eq!(read_report(&p).unwrap(), r);
+        }
+        let gz = std::fs::read(dir.path().join("r.json.gz")).unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: &[(&str, &[u8], &str)] = &[
+            ("empty.json", b"", "empty"),
+            ("trunc.json", b"{\"schema\": \"nix-evalcost/report\",\n \"schema_v", "truncated at line 2"),
+            ("other.json", b"{\"hello\": 1}", "missing field"),
+            ("gz.json.gz", &[0x1f, 0x8b, 0, 1, 2], "decompress"),
+        ];
+        for (name, bytes, expect) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let msg = read_report(&p).unwrap_err().to_string();
+            assert!(msg.contains(name), "{msg}");
+            assert!(msg.contains(expect), "{name}: {msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        let missing = read_report(&dir.path().join("nope.json")).unwrap_err();
+        let message = missing.to_string();
+        assert!(message.contains("nope.json") && message.contains("No such file"), "{message}");
+        assert!(std::error::Error::source(&missing).is_none(), "the OS error is said once, in the message");
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
+        gz.write_all(&vec![b' '; 1 << 20]).unwrap();
+        let bomb = gz.finish().unwrap();
+        assert!(bomb.len() < 4096);
+        let err = report_from_bytes(Path::new("bomb.json.gz"), &bomb, 1000).unwrap_err().to_string();
+        assert!(err.contains("bomb.json.gz") && err.contains("more than 1000 bytes"), "{err}");
+    }
+
+    #[test]
+    fn write_failures_name_the_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = report(vec![node(0, None, &["a"], 3)]);
+        let err = write_report(&dir.path().join("no-such-dir/r.json"), &r).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("cannot write ") && message.contains("no-such-dir/r.json"), "{message}");
+        assert_eq!(message.matches("No such file").count(), 1, "{message}");
+        assert!(std::error::Error::source(&err).is_none());
+    }
+}

@@ -1,0 +1,270 @@
+//! Call-stack profiles: a tree of call frames under each walked node, aggregated as calls happen.
+//!
+//! Memory is bounded by the number of distinct stacks (tree nodes), never by the number of
+//! calls: each call either finds its (parent, frame) child or adds it once. Past `DEPTH_CAP`
+//! frames below a walked node, deeper calls are charged to one `[truncated]` frame, so deep
+//! recursion costs neither unbounded memory nor an unreadable graph.
+
+use crate::cost::Cost;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+/// Frames kept below a walked node; deeper calls are charged to a `[truncated]` frame.
+pub const DEPTH_CAP: usize = 1000;
+pub const TRUNCATED: &str = "[truncated]";
+
+/// The call stacks of one report (schema: docs/report-schema.md).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stacks {
+    /// How the frames were sensed: "trace-function-calls" (Nix 2.26: frames are call sites) or
+    /// "eval-profiler" (Nix 2.30+: frames are the called functions).
+    pub source: String,
+    pub depth_cap: usize,
+    /// Frame names: call sites `file:line:column` (or `[truncated]`).
+    pub frames: Vec<String>,
+    /// Tree nodes in creation order: a parent precedes its children.
+    pub nodes: Vec<StackNode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StackNode {
+    /// Parent frame, or None for a first frame under a walked node (or outside any).
+    pub parent: Option<u32>,
+    /// The walked node (report `nodes` id) the stack runs under, for first frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_node: Option<u32>,
+    pub frame: u32,
+    pub calls: u64,
+    /// Exclusive: while this frame was the innermost call.
+    pub cost: Cost,
+}
+
+/// Declares [`CallCost`]: a compact [`Cost`] with the fields that make sense per call, because
+/// it is read, copied and differenced at every call and return.
+macro_rules! call_cost_struct {
+    ($($field:ident),+ $(,)?) => {
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CallCost {
+            $(pub $field: u64,)+
+        }
+
+        impl CallCost {
+            fn since(&self, earlier: &CallCost) -> CallCost {
+                CallCost { $($field: self.$field.saturating_sub(earlier.$field),)+ }
+            }
+            fn add(&mut self, other: &CallCost) {
+                $(self.$field = self.$field.saturating_add(other.$field);)+
+            }
+            fn to_cost(self) -> Cost {
+                Cost { $($field: self.$field,)+ ..Cost::default() }
+            }
+            /// The per-call fields of a cumulative reading.
+            pub fn of(cost: &Cost) -> CallCost {
+                CallCost { $($field: cost.$field,)+ }
+            }
+        }
+    };
+}
+
+call_cost_struct!(
+    wall_ns, function_calls, primop_calls, thunks, lookups, values, envs, values_in_envs, list_elems, attrsets,
+    attrs_in_attrsets, gc_bytes,
+);
+
+/// Where a new frame hangs: under a frame, or first under a walked node (or none).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Parent {
+    Frame(u32),
+    Walk(Option<u32>),
+}
+
+/// The tree being built during a walk.
+#[derive(Default)]
+pub struct CallTree {
+    frame_ids: FxHashMap<Box<str>, u32>,
+    frames: Vec<Box<str>>,
+    nodes: Vec<Building>,
+    children: FxHashMap<(Parent, u32), u32>,
+    /// Open calls: tree node, reading at entry, depth below the walked node.
+    open: Vec<(u32, CallCost, usize)>,
+}
+
+struct Building {
+    parent: Option<u32>,
+    walk_node: Option<u32>,
+    frame: u32,
+    calls: u64,
+    inclusive: CallCost,
+}
+
+impl CallTree {
+    /// The id of a frame name, added on first sight.
+    pub fn frame_id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.frame_ids.get(name) {
+            return id;
+        }
+        let id = self.frames.len() as u32;
+        self.frames.push(name.into());
+        self.frame_ids.insert(name.into(), id);
+        id
+    }
+
+    /// A call of the frame named `frame` starts (Nix 2.26: a call site from the trace).
+    pub fn enter_named(&mut self, walk_node: Option<u32>, frame: &str, now: CallCost) {
+        let frame = self.frame_id(frame);
+        self.enter(walk_node, frame, now);
+    }
+
+    /// A call of frame `frame` (an id from [`CallTree::frame_id`]) starts; `walk_node` is the
+    /// walked node being evaluated.
+    pub fn enter(&mut self, walk_node: Option<u32>, frame: u32, now: CallCost) {
+        let (parent, depth) = match self.open.last() {
+            // A stack opened under another walked node (a measure label, a nested walk node)
+            // continues under its innermost frame: the walk node frames are its ancestors.
+            Some(&(node, _, depth)) => (Parent::Frame(node), depth + 1),
+            None => (Parent::Walk(walk_node), 1),
+        };
+        let node = if depth > DEPTH_CAP {
+            // Stay on the [truncated] frame: it absorbs every deeper call.
+            let truncated = self.frame_id(TRUNCATED);
+            match parent {
+                Parent::Frame(n) if self.nodes[n as usize].frame == truncated => n,
+                _ => self.child(parent, truncated, walk_node),
+            }
+        } else {
+            self.child(parent, frame, walk_node)
+        };
+        self.nodes[node as usize].calls += 1;
+        self.open.push((node, now, depth));
+    }
+
+    fn child(&mut self, parent: Parent, frame: u32, walk_node: Option<u32>) -> u32 {
+        if let Some(&id) = self.children.get(&(parent, frame)) {
+            return id;
+        }
+        let id = self.nodes.len() as u32;
+        let (parent_node, walk) = match parent {
+            Parent::Frame(n) => (Some(n), None),
+            Parent::Walk(w) => (None, w.or(walk_node)),
+        };
+        self.nodes.push(Building { parent: parent_node, walk_node: walk, frame, calls: 0, inclusive: CallCost::default() });
+        self.children.insert((parent, frame), id);
+        id
+    }
+
+    /// The innermost call returns (or unwinds).
+    pub fn exit(&mut self, now: CallCost) {
+        if let Some((node, start, _)) = self.open.pop() {
+            // Only the outermost opening of a [truncated] frame adds its time (it is re-entered
+            // for every deeper call).
+            let truncated_inner = self.open.last().is_some_and(|&(n, _, _)| n == node);
+            if !truncated_inner {
+                self.nodes[node as usize].inclusive.add(&now.since(&start));
+            }
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Closes calls left open (an interrupted walk) and computes exclusive costs.
+    pub fn finish(mut self, now: CallCost, source: &str) -> Stacks {
+        while !self.open.is_empty() {
+            self.exit(now);
+        }
+        let mut exclusive: Vec<CallCost> = self.nodes.iter().map(|n| n.inclusive).collect();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if let Some(p) = n.parent {
+                exclusive[p as usize] = exclusive[p as usize].since(&self.nodes[i].inclusive);
+            }
+        }
+        Stacks {
+            source: source.into(),
+            depth_cap: DEPTH_CAP,
+            frames: self.frames.into_iter().map(String::from).collect(),
+            nodes: self
+                .nodes
+                .into_iter()
+                .zip(exclusive)
+                .map(|(n, cost)| StackNode { parent: n.parent, walk_node: n.walk_node, frame: n.frame, calls: n.calls, cost: cost.to_cost() })
+                .collect(),
+        }
+    }
+}
+
+/// A Nix 2.26 trace line: `function-trace entered POS at NS` or `function-trace exited ...`.
+pub enum TraceEvent<'a> {
+    Entered(&'a str),
+    Exited,
+}
+
+pub fn parse_trace(line: &str) -> Option<TraceEvent<'_>> {
+    if let Some(rest) = line.strip_prefix("function-trace entered ") {
+        let pos = rest.rsplit_once(" at ").map_or(rest, |(pos, _)| pos);
+        Some(TraceEvent::Entered(pos))
+    } else if line.starts_with("function-trace exited ") {
+        Some(TraceEvent::Exited)
+    } else {
+        None
+    }
+}
+
+impl Stacks {
+    /// Inclusive cost of every tree node.
+    pub fn inclusive(&self) -> Vec<Cost> {
+        crate::cost::inclusive_costs(self.nodes.iter().map(|n| (n.parent, &n.cost)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t: u64) -> CallCost {
+        CallCost { thunks: t, wall_ns: t, ..CallCost::default() }
+    }
+
+    #[test]
+    fn aggregates_by_stack_and_computes_exclusive() {
+        let mut tree = CallTree::default();
+        // f calls g twice; g's cost is 2 each time; f's own 3.
+        tree.enter_named(Some(7), "f.nix:1:1", at(0));
+        tree.enter_named(Some(7), "g.nix:2:2", at(1));
+        tree.exit(at(3));
+        tree.enter_named(Some(7), "g.nix:2:2", at(3));
+        tree.exit(at(5));
+        tree.exit(at(7));
+        let s = tree.finish(at(7), "test");
+        assert_eq!(s.nodes.len(), 2);
+        assert_eq!((s.nodes[0].calls, s.nodes[0].cost.thunks, s.nodes[0].walk_node), (1, 3, Some(7)));
+        assert_eq!((s.nodes[1].calls, s.nodes[1].cost.thunks, s.nodes[1].parent), (2, 4, Some(0)));
+        assert_eq!(s.inclusive()[0].thunks, 7);
+    }
+
+    #[test]
+    fn deep_recursion_is_truncated_and_bounded() {
+        let mut tree = CallTree::default();
+        let depth = DEPTH_CAP + 5000;
+        for i in 0..depth {
+            tree.enter_named(None, "rec.nix:1:1", at(i as u64));
+        }
+        for i in 0..depth {
+            tree.exit(at((depth + i) as u64));
+        }
+        let s = tree.finish(at(2 * depth as u64), "test");
+        assert_eq!(s.nodes.len(), DEPTH_CAP + 1);
+        let last = s.nodes.last().unwrap();
+        assert_eq!(s.frames[last.frame as usize], TRUNCATED);
+        assert_eq!(last.calls, 5000);
+        // Conservation: the root's inclusive is the whole recursion.
+        assert_eq!(s.inclusive()[0].thunks, 2 * depth as u64 - 1);
+    }
+
+    #[test]
+    fn parse_trace_lines() {
+        assert!(matches!(parse_trace("function-trace entered /a b/f.nix:3:4 at 123"), Some(TraceEvent::Entered("/a b/f.nix:3:4"))));
+        assert!(matches!(parse_trace("function-trace exited «string»:1:2 at 9"), Some(TraceEvent::Exited)));
+        assert!(parse_trace("something else").is_none());
+    }
+}

@@ -1,0 +1,269 @@
+//! The functions the C++ shim calls (declared in `bridge.rs`): they translate the bridge's
+//! types to the core's and drive the one measuring [`Session`] of this process.
+//!
+//! Every function runs behind [`guarded`]: an error or a panic becomes an `Err(String)`, which
+//! cxx throws as `rust::Error` and the shim turns into a `nix::Error`. Nothing unwinds across the
+//! bridge.
+
+use crate::bridge::ffi;
+use crate::probe;
+use crate::sensor::{self, NixSensor};
+use nix_evalcost_core::guard::guarded;
+use nix_evalcost_core::protocol::{ProgressPipe, MEASURE_REPORT_VAR};
+use nix_evalcost_core::report::{FlakeMeta, Kind, Meta};
+use nix_evalcost_core::report_io::write_report;
+use nix_evalcost_core::session::{Mode, Outcome, Session};
+use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent};
+use nix_evalcost_core::walk_policy::Systems;
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+static SESSION: Mutex<Option<Session<NixSensor>>> = Mutex::new(None);
+
+// The call-stack profile lives outside the session lock: its hooks run at every Nix call (on the
+// evaluating thread), and the walk node they hang under is published here after every
+// transition of the session.
+thread_local! {
+    static CALL_TREE: RefCell<Option<CallTree>> = const { RefCell::new(None) };
+    static INNERMOST_NODE: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+fn lock() -> MutexGuard<'static, Option<Session<NixSensor>>> {
+    SESSION.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs `f` on the session, then publishes its innermost node for the call-stack hooks.
+fn with_session<T>(what: &str, f: impl FnOnce(&mut Session<NixSensor>) -> Result<T, String>) -> Result<T, String> {
+    guarded(what, || {
+        let mut guard = lock();
+        let session = guard.as_mut().ok_or("no measurement is running")?;
+        let result = f(session);
+        INNERMOST_NODE.with(|n| n.set(session.innermost()));
+        result
+    })
+}
+
+fn with_call_tree<T>(f: impl FnOnce(&mut CallTree) -> T) -> Option<T> {
+    CALL_TREE.with(|tree| tree.borrow_mut().as_mut().map(f))
+}
+
+/// The stacks profiled so far, closed at the current reading.
+fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
+    CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(sensor::call_reading(), ffi::stack_source()))
+}
+
+fn parent_of(id: u32) -> Option<u32> {
+    (id != ffi::NodeId::Root.repr).then_some(id)
+}
+
+fn kind_of(kind: ffi::NodeKind) -> Kind {
+    match kind {
+        ffi::NodeKind::Derivation => Kind::Derivation,
+        ffi::NodeKind::Attrset => Kind::Attrset,
+        ffi::NodeKind::Function => Kind::Function,
+        ffi::NodeKind::App => Kind::App,
+        ffi::NodeKind::List => Kind::List,
+        ffi::NodeKind::String => Kind::String,
+        ffi::NodeKind::Number => Kind::Number,
+        ffi::NodeKind::Bool => Kind::Bool,
+        ffi::NodeKind::Null => Kind::Null,
+        ffi::NodeKind::Path => Kind::Path,
+        ffi::NodeKind::External => Kind::External,
+        ffi::NodeKind::Error => Kind::Error,
+        _ => Kind::Unknown,
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// What every report says about the process and the tool.
+fn meta(mode: &str, argv: Vec<String>) -> Meta {
+    Meta {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        nix_version: ffi::nix_version(),
+        mode: mode.into(),
+        hostname: probe::hostname(),
+        argv,
+        started_at: probe::now_rfc3339(),
+        ..Meta::default()
+    }
+}
+
+fn new_session(mode: Mode, meta: Meta, systems: Systems) -> Session<NixSensor> {
+    let progress = ProgressPipe::from_env().map(|p| Box::new(p) as _);
+    Session::new(mode, meta, systems, sensor::sizes(), NixSensor::default(), progress)
+}
+
+// ---- builtins.evalcostWalk ---------------------------------------------------------------
+
+pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
+    guarded("starting the walk", || {
+        let systems = if request.all_systems { Systems::All } else { Systems::Only(request.systems.clone()) };
+        let argv = if request.argv.is_empty() { std::env::args().collect() } else { request.argv };
+        let meta = Meta {
+            systems: request.systems,
+            all_systems: request.all_systems,
+            force_drv_paths: request.force_drv_paths,
+            ..meta("walk", argv)
+        };
+        let session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);
+        CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(CallTree::default));
+        INNERMOST_NODE.with(|n| n.set(None));
+        *lock() = Some(session);
+        Ok::<_, String>(())
+    })
+}
+
+pub fn walk_phase(name: &str) -> Result<(), String> {
+    with_session("starting a phase", |s| {
+        s.switch_phase(Some(name));
+        Ok(())
+    })
+}
+
+pub fn walk_flake(facts: ffi::FlakeFacts) -> Result<(), String> {
+    with_session("recording the flake", |s| {
+        s.record_flake(FlakeMeta {
+            original_ref: facts.original_ref,
+            locked_url: facts.locked_url,
+            rev: non_empty(facts.rev),
+            dirty_rev: non_empty(facts.dirty_rev),
+            nar_hash: non_empty(facts.nar_hash),
+            last_modified: (facts.last_modified >= 0).then_some(facts.last_modified),
+        });
+        Ok(())
+    })
+}
+
+pub fn node_enter(parent: u32, name: &str) -> Result<u32, String> {
+    with_session("entering a node", |s| Ok(s.enter_node(parent_of(parent), name)))
+}
+
+pub fn node_exit(node: u32, facts: &ffi::NodeFacts) -> Result<(), String> {
+    with_session("leaving a node", |s| {
+        let outcome = Outcome {
+            kind: kind_of(facts.kind),
+            drv_path: non_empty(facts.drv_path.clone()),
+            error: non_empty(facts.error.clone()),
+        };
+        s.leave_node(node, outcome).map_err(|e| e.to_string())
+    })
+}
+
+pub fn plan_children(node: u32, names: Vec<String>) -> Result<ffi::ChildPlan, String> {
+    with_session("planning the walk", |s| {
+        let plan = s.plan_children(parent_of(node), names);
+        Ok(ffi::ChildPlan {
+            names: plan.visit,
+            only_if_recurse_for_derivations: plan.only_if_recurse_for_derivations,
+            select: plan.select,
+        })
+    })
+}
+
+pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
+    guarded("writing the report", || {
+        let session = lock().take().ok_or("no walk is running")?;
+        INNERMOST_NODE.with(|n| n.set(None));
+        let Mode::Walk { report: path } = session.mode().clone() else {
+            return Err("no walk is running".to_string());
+        };
+        let report = session.finish(!interrupted, take_stacks());
+        write_report(&path, &report).map_err(|e| e.to_string())?;
+        Ok(ffi::WalkSummary {
+            report: path.display().to_string(),
+            nodes: report.nodes.len() as u64,
+            errors: report.error_count() as u64,
+            interrupted,
+        })
+    })
+}
+
+/// The flake could not be loaded: no report rather than a misleading one.
+pub fn walk_abandon() {
+    lock().take();
+    CALL_TREE.with(|t| t.borrow_mut().take());
+    INNERMOST_NODE.with(|n| n.set(None));
+}
+
+// ---- call stacks ---------------------------------------------------------------------------
+
+/// One `trace-function-calls` line, intercepted by the shim's logger (Nix up to 2.29). Called
+/// for every Nix call while stacks are profiled, so it reads only Nix's counters and the clock.
+pub fn stack_event(line: &str) {
+    let _ = guarded("recording a call", || {
+        let now = sensor::call_reading();
+        with_call_tree(|tree| match parse_trace(line) {
+            Some(TraceEvent::Entered(frame)) => tree.enter_named(INNERMOST_NODE.with(Cell::get), frame, now),
+            Some(TraceEvent::Exited) => tree.exit(now),
+            None => {}
+        });
+        Ok::<_, String>(())
+    });
+}
+
+/// The id of a frame name (Nix 2.30+: the shim names each distinct callee once).
+pub fn stack_frame(name: &str) -> u32 {
+    guarded("naming a frame", || Ok::<_, String>(with_call_tree(|tree| tree.frame_id(name)).unwrap_or(0))).unwrap_or(0)
+}
+
+/// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
+pub fn stack_enter(frame: u32) {
+    let _ = guarded("recording a call", || {
+        let now = sensor::call_reading();
+        with_call_tree(|tree| tree.enter(INNERMOST_NODE.with(Cell::get), frame, now));
+        Ok::<_, String>(())
+    });
+}
+
+/// The innermost call returns or unwinds (Nix 2.30+).
+pub fn stack_exit() {
+    let _ = guarded("recording a return", || {
+        let now = sensor::call_reading();
+        with_call_tree(|tree| tree.exit(now));
+        Ok::<_, String>(())
+    });
+}
+
+// ---- builtins.evalcostMeasure ----------------------------------------------------------------
+
+pub fn measure_enter(label: &str) -> Result<u32, String> {
+    guarded("entering a measurement", || {
+        let mut guard = lock();
+        let session = guard.get_or_insert_with(standalone_session);
+        let id = session.enter_measure(label);
+        INNERMOST_NODE.with(|n| n.set(session.innermost()));
+        Ok::<_, String>(id)
+    })
+}
+
+pub fn measure_exit(node: u32, error: &str) -> Result<(), String> {
+    with_session("leaving a measurement", |s| s.leave_measure(node, Some(error)).map_err(|e| e.to_string()))
+}
+
+/// A session for builtins.evalcostMeasure used without a walk (plain `nix eval` with the
+/// plugin loaded). Its report is written at exit to $NIX_EVALCOST_REPORT, if set.
+fn standalone_session() -> Session<NixSensor> {
+    let report = std::env::var_os(MEASURE_REPORT_VAR).map(PathBuf::from);
+    if report.is_some() {
+        // SAFETY: registering a plain extern "C" function with no arguments.
+        unsafe { libc::atexit(write_standalone_report) };
+    }
+    new_session(Mode::Measure { report }, meta("measure", std::env::args().collect()), Systems::All)
+}
+
+extern "C" fn write_standalone_report() {
+    let outcome = guarded("writing the report", || {
+        let Some(session) = lock().take() else { return Ok(()) };
+        let Mode::Measure { report: Some(path) } = session.mode().clone() else { return Ok(()) };
+        // The evaluator may be gone at exit: the last reading stands as the totals.
+        let report = session.finish_at_exit();
+        write_report(&path, &report).map_err(|e| e.to_string())
+    });
+    if let Err(message) = outcome {
+        eprintln!("warning: nix-evalcost: {message}");
+    }
+}

@@ -1,3 +1,0 @@
-fn main() {
-    std::process::exit(nix_evalcost::cli::main());
-}

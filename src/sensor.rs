@@ -1,0 +1,83 @@
+//! Where the plugin's readings come from: Nix's counters (read by the shim), the wall clock
+//! since the plugin was loaded, and the process's CPU time and memory. The one place where the
+//! shim's raw counters become the core's [`Cost`].
+
+use crate::bridge::ffi;
+use crate::probe;
+use nix_evalcost_core::cost::{Cost, Gauges, Sizes};
+use nix_evalcost_core::session::{Reading, Sensor};
+use nix_evalcost_core::stacks::CallCost;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static LOADED_AT: OnceLock<Instant> = OnceLock::new();
+
+/// Wall time counts from here: Nix calls the plugin's entry point right after loading it.
+pub fn start_clock() {
+    LOADED_AT.get_or_init(Instant::now);
+}
+
+fn wall_ns() -> u64 {
+    LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// A cumulative reading of Nix's counters, with `wall_ns` and `cpu_ns`.
+fn cost_of(raw: &ffi::RawCounters, wall_ns: u64, cpu_ns: u64) -> Cost {
+    Cost {
+        thunks: raw.thunks,
+        function_calls: raw.function_calls,
+        primop_calls: raw.primop_calls,
+        lookups: raw.lookups,
+        values: raw.values,
+        envs: raw.envs,
+        values_in_envs: raw.values_in_envs,
+        list_elems: raw.list_elems,
+        list_concats: raw.list_concats,
+        attrsets: raw.attrsets,
+        attrs_in_attrsets: raw.attrs_in_attrsets,
+        op_updates: raw.op_updates,
+        op_update_values_copied: raw.op_update_values_copied,
+        avoided: raw.avoided,
+        gc_bytes: raw.gc_total_bytes,
+        gc_cycles: raw.gc_cycles,
+        wall_ns,
+        cpu_ns,
+    }
+}
+
+/// Nix's structure sizes, as the core names them.
+pub fn sizes() -> Sizes {
+    let s = ffi::nix_sizes();
+    Sizes { value: s.value, env: s.env, bindings: s.bindings, attr: s.attr, pointer: s.pointer }
+}
+
+/// What a call frame needs at every Nix call while stacks are profiled: Nix's counters and the
+/// wall clock (no syscall, no GC lock).
+pub fn call_reading() -> CallCost {
+    CallCost::of(&cost_of(&ffi::read_call_counters(), wall_ns(), 0))
+}
+
+/// The session's sensor. CPU time and peak RSS cost a getrusage syscall, which adds up over
+/// thousands of nodes: they are taken again only when Nix did some work since the last reading
+/// (not between two sibling nodes, say). Readings stay monotonic, so conservation holds.
+#[derive(Default)]
+pub struct NixSensor {
+    last: Option<(ffi::RawCounters, probe::Usage)>,
+}
+
+impl Sensor for NixSensor {
+    fn read(&mut self) -> Reading {
+        let raw = ffi::read_counters();
+        let usage = match self.last {
+            Some((previous, usage)) if previous == raw => usage,
+            _ => probe::usage(),
+        };
+        self.last = Some((raw, usage));
+        let gauges = Gauges { gc_heap_bytes: raw.gc_heap_bytes, rss_bytes: probe::rss_bytes(), peak_rss_bytes: usage.peak_rss_bytes };
+        Reading { cost: cost_of(&raw, wall_ns(), usage.cpu_ns), gauges }
+    }
+
+    fn gauges_at_exit(&mut self) -> Gauges {
+        Gauges { gc_heap_bytes: 0, rss_bytes: probe::rss_bytes(), peak_rss_bytes: probe::usage().peak_rss_bytes }
+    }
+}

@@ -34,15 +34,27 @@ fn write_error(path: &Path, error: std::io::Error) -> WriteError {
     WriteError { path: path.display().to_string(), error }
 }
 
-/// The largest report text read (after decompression): a hostile `.gz` of a few kilobytes can
-/// inflate to any size, and the largest real reports are far below this.
-pub const MAX_REPORT_BYTES: u64 = 8 << 30;
+/// The largest report read, as a file or decompressed: a hostile `.gz` of a few kilobytes can
+/// inflate to any size. Real reports are far smaller (a walk with the call stacks of a
+/// 450 000-call recursion is 45 MB).
+pub const MAX_REPORT_BYTES: u64 = 2 << 30;
 
 /// Reads and validates one report; gzip is recognised by its magic bytes, not the name.
 pub fn read_report(path: &Path) -> Result<Report, ReportError> {
     let mut bytes = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(path, e))?;
+    read_limited(path, &mut bytes)?;
     report_from_bytes(path, &bytes, MAX_REPORT_BYTES)
+}
+
+/// Reads a whole file of at most [`MAX_REPORT_BYTES`] into `out`.
+fn read_limited(path: &Path, out: &mut Vec<u8>) -> Result<(), ReportError> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    file.take(MAX_REPORT_BYTES + 1).read_to_end(out).map_err(|e| io_error(path, e))?;
+    if out.len() as u64 > MAX_REPORT_BYTES {
+        let detail = format!("larger than {MAX_REPORT_BYTES} bytes, the most a report may be");
+        return Err(ReportError::Invalid { path: path.display().to_string(), detail });
+    }
+    Ok(())
 }
 
 /// Parses and validates a report file's bytes (JSON, or gzipped JSON of at most `limit` bytes);
@@ -90,7 +102,7 @@ pub fn parse_json<'a, T: serde::Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -
 pub fn read_bytes(path: &Path, out: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Result<(), ReportError> {
     out.clear();
     scratch.clear();
-    File::open(path).and_then(|mut f| f.read_to_end(scratch)).map_err(|e| io_error(path, e))?;
+    read_limited(path, scratch)?;
     if is_gzip(scratch) {
         inflate(path, scratch, out, MAX_REPORT_BYTES)?;
     } else {

@@ -182,6 +182,9 @@ impl Report {
                 }
             }
         }
+        if let Some(stacks) = &self.stacks {
+            stacks.validate(self.nodes.len())?;
+        }
         Ok(())
     }
 

@@ -211,6 +211,23 @@ pub fn parse_trace(line: &str) -> Option<TraceEvent<'_>> {
 }
 
 impl Stacks {
+    /// Checks what readers index by: every tree node's parent comes before it, its frame exists,
+    /// and its walked node is one of the report's `walk_nodes` nodes.
+    pub fn validate(&self, walk_nodes: usize) -> Result<(), String> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.parent.is_some_and(|p| p as usize >= i) {
+                return Err(format!("stack node {i} names a parent that does not come before it"));
+            }
+            if node.frame as usize >= self.frames.len() {
+                return Err(format!("stack node {i} names frame {}, of {}", node.frame, self.frames.len()));
+            }
+            if node.walk_node.is_some_and(|w| w as usize >= walk_nodes) {
+                return Err(format!("stack node {i} names walked node {}, of {walk_nodes}", node.walk_node.unwrap_or(0)));
+            }
+        }
+        Ok(())
+    }
+
     /// Inclusive cost of every tree node.
     pub fn inclusive(&self) -> Vec<Cost> {
         crate::cost::inclusive_costs(self.nodes.iter().map(|n| (n.parent, &n.cost)))
@@ -259,6 +276,22 @@ mod tests {
         assert_eq!(last.calls, 5000);
         // Conservation: the root's inclusive is the whole recursion.
         assert_eq!(s.inclusive()[0].thunks, 2 * depth as u64 - 1);
+    }
+
+    #[test]
+    fn validation_refuses_dangling_indices() {
+        let mut tree = CallTree::default();
+        tree.enter_named(Some(0), "f.nix:1:1", at(0));
+        tree.enter_named(Some(0), "g.nix:2:2", at(1));
+        let good = tree.finish(at(2), "test");
+        assert_eq!(good.validate(1), Ok(()));
+        assert!(good.validate(0).unwrap_err().contains("walked node 0, of 0"));
+        let mut bad = good.clone();
+        bad.nodes[0].parent = Some(1);
+        assert!(bad.validate(1).unwrap_err().contains("parent"));
+        let mut bad = good.clone();
+        bad.nodes[1].frame = 9;
+        assert!(bad.validate(1).unwrap_err().contains("frame 9"));
     }
 
     #[test]

@@ -29,12 +29,13 @@ fn contains_shim(file: &Path) -> bool {
 
 #[test]
 fn only_the_plugin_contains_cpp_and_links_nix() {
-    let plugin = plugin();
+    let plugin = plugin_build();
     assert!(needed(&plugin).iter().any(|l| l.starts_with("libnixexpr")), "the plugin links Nix: {:?}", needed(&plugin));
     assert!(contains_shim(&plugin), "the plugin holds the shim");
 
+    // The CLI, the loader (which must load into any Nix) and the test binaries.
     let this_test = std::env::current_exe().unwrap();
-    for binary in [bin(), this_test] {
+    for binary in [bin(), common::plugin(), this_test] {
         let libs = needed(&binary);
         assert!(!libs.iter().any(|l| l.starts_with("libnix")), "{} links Nix: {libs:?}", binary.display());
         assert!(!libs.iter().any(|l| l.starts_with("libstdc++")), "{} links C++: {libs:?}", binary.display());
@@ -44,7 +45,7 @@ fn only_the_plugin_contains_cpp_and_links_nix() {
 
 #[test]
 fn the_plugin_names_the_nix_it_was_built_for() {
-    let bytes = std::fs::read(plugin()).unwrap();
+    let bytes = std::fs::read(plugin_build()).unwrap();
     let built_for = nix_evalcost_core::protocol::built_for(&bytes).expect("the plugin carries its marker");
     let out = Command::new("nix").arg("--version").output().unwrap();
     let nix = String::from_utf8_lossy(&out.stdout);
@@ -112,7 +113,8 @@ fn deps_of(node: &Value) -> Vec<(&str, bool)> {
 #[test]
 fn the_plugin_depends_on_none_of_the_clis_crates() {
     let meta = metadata();
-    let plugin = dependency_tree(&meta, "nix-evalcost-plugin");
+    let mut plugin = dependency_tree(&meta, "nix-evalcost-plugin");
+    plugin.extend(dependency_tree(&meta, "nix-evalcost-loader"));
     let core = dependency_tree(&meta, "nix-evalcost-core");
     // The CLI's own crates: what it depends on directly that the core does not bring.
     let cli_only: BTreeSet<String> = direct_dependencies(&meta, "nix-evalcost").difference(&core).cloned().collect();
@@ -120,7 +122,7 @@ fn the_plugin_depends_on_none_of_the_clis_crates() {
         assert!(cli_only.contains(named), "{named} should be a CLI crate: {cli_only:?}");
     }
     let leaked: Vec<&String> = cli_only.iter().filter(|c| plugin.contains(*c)).collect();
-    assert!(leaked.is_empty(), "the plugin's dependency tree holds CLI crates: {leaked:?}");
+    assert!(leaked.is_empty(), "the plugin's or the loader's dependency tree holds CLI crates: {leaked:?}");
     // And the core needs no C++ toolchain, cxx or Nix.
     for forbidden in ["cxx", "cxx-build", "pkg-config", "cc", "nix-evalcost-plugin"] {
         assert!(!core.contains(forbidden), "the core depends on {forbidden}");

@@ -21,10 +21,16 @@ pub fn bin() -> PathBuf {
     bin
 }
 
-/// The plugin built by this `cargo test`: in target/<profile>/deps. (Cargo does not copy a
-/// cdylib up to target/<profile>/ when testing, so the one there may be stale.)
+/// The plugin as users name it, built by this `cargo test`: the loader, which loads the plugin
+/// build beside it (both in target/<profile>/deps: cargo does not copy a cdylib up to
+/// target/<profile>/ when testing, so the ones there may be stale).
 pub fn plugin() -> PathBuf {
     deps_dir().join("libnix_evalcost.so")
+}
+
+/// The plugin build for this environment's Nix (what the loader loads).
+pub fn plugin_build() -> PathBuf {
+    deps_dir().join("libnix_evalcost_plugin.so")
 }
 
 /// `nix-evalcost` with the plugin of this build.

@@ -13,8 +13,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The plugin's file name, looked for next to the `nix-evalcost` binary.
-pub const PLUGIN_FILE: &str = "libnix_evalcost.so";
+/// The plugin's file name, looked for next to the `nix-evalcost` binary: the loader, which
+/// loads the build for the running Nix from its directory.
+pub const PLUGIN_FILE: &str = protocol::LOADER_FILE;
 
 /// What to say when `nix` cannot be run at all.
 fn cannot_run(nix: &Path, e: std::io::Error) -> anyhow::Error {
@@ -55,17 +56,18 @@ fn version_of_version_output(text: &str) -> Option<String> {
     NixVersion::parse(last).map(|_| last.to_string())
 }
 
-/// The Nix version a plugin binary was built for (its marker), read from the file.
-pub fn plugin_built_for(plugin: &Path) -> Result<String> {
-    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
-    protocol::built_for(&bytes)
-        .ok_or_else(|| anyhow!("{} is not a nix-evalcost plugin; pass --plugin PATH to libnix_evalcost.so", plugin.display()))
-}
-
-/// The plugin is C++ linked against one Nix's libraries: refuse another minor version before
-/// Nix fails to load it with an unreadable linker error.
+/// The plugin is C++ linked against one Nix's libraries: explain another minor version
+/// before Nix's unreadable linker error. `plugin` is the loader (then: is there a build for
+/// this Nix beside it?) or a plugin build (then: was it built for this Nix?).
 pub fn check_plugin_matches(plugin: &Path, nix_version: &str) -> Result<()> {
-    let built_for = plugin_built_for(plugin)?;
+    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    if protocol::is_loader(&bytes) {
+        let running = NixVersion::parse(nix_version).ok_or_else(|| anyhow!("cannot read the Nix version {nix_version:?}"))?;
+        let dir = plugin.parent().unwrap_or(Path::new("."));
+        return protocol::choose_plugin_build(dir, &running).map(drop).map_err(|e| anyhow!(e));
+    }
+    let built_for = protocol::built_for(&bytes)
+        .ok_or_else(|| anyhow!("{} is not a nix-evalcost plugin; pass --plugin PATH to libnix_evalcost.so", plugin.display()))?;
     if !nix_evalcost_core::nix_version::same_minor(&built_for, nix_version) {
         let series = NixVersion::parse(&built_for).map_or(built_for.clone(), |v| v.series());
         bail!(
@@ -320,13 +322,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let plugin = dir.path().join(PLUGIN_FILE);
         std::fs::write(&plugin, format!("ELF junk {}2.26.3\0 more", protocol::BUILT_FOR_PREFIX)).unwrap();
-        assert_eq!(plugin_built_for(&plugin).unwrap(), "2.26.3");
         check_plugin_matches(&plugin, "2.26.1").unwrap();
         let err = check_plugin_matches(&plugin, "2.35.2").unwrap_err().to_string();
         assert!(err.contains("built for Nix 2.26.3 but `nix` is 2.35.2") && err.contains("a Nix 2.26"), "{err}");
         std::fs::write(&plugin, b"not a plugin").unwrap();
         let err = check_plugin_matches(&plugin, "2.26.3").unwrap_err().to_string();
         assert!(err.contains("is not a nix-evalcost plugin"), "{err}");
+        // The loader: is there a build for this Nix beside it?
+        std::fs::write(&plugin, format!("ELF {}", protocol::LOADER_MARKER)).unwrap();
+        let build = format!("ELF {}2.26.3\0", protocol::BUILT_FOR_PREFIX);
+        std::fs::write(dir.path().join(protocol::PLUGIN_BUILD_FILE), build).unwrap();
+        check_plugin_matches(&plugin, "2.26.3").unwrap();
+        let err = check_plugin_matches(&plugin, "2.35.2").unwrap_err().to_string();
+        assert!(err.contains("no plugin build for Nix 2.35.2") && err.contains("2.26.3"), "{err}");
     }
 
     #[test]

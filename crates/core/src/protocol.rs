@@ -2,9 +2,11 @@
 //! variables the plugin reads, and the marker that names the Nix a plugin was built for.
 
 use crate::attrpath::display_path;
+use crate::nix_version::NixVersion;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// `NIX_EVALCOST=0` (or false/off/no) turns the plugin into a no-op.
@@ -85,15 +87,99 @@ impl Progress for ProgressPipe {
 /// The Nix version recorded in a plugin binary's bytes, if it carries the marker.
 pub fn built_for(binary: &[u8]) -> Option<String> {
     let prefix = BUILT_FOR_PREFIX.as_bytes();
-    let at = binary.windows(prefix.len()).position(|w| w == prefix)?;
+    let at = memchr::memmem::find(binary, prefix)?;
     let rest = &binary[at + prefix.len()..];
     let end = rest.iter().take(64).position(|&b| b == 0)?;
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
+// ---- which plugin build the loader loads ------------------------------------------------
+//
+// `libnix_evalcost.so`, the file users name in `plugin-files`, is a loader with no link-time
+// dependency on Nix. Beside it are plugin builds, each linked against one Nix:
+// `libnix_evalcost_plugin.nix-<major>.<minor>.so` (installed side by side, one per Nix), or
+// `libnix_evalcost_plugin.so` (what `cargo build` leaves, for the Nix it was built against).
+
+/// The loader's file name.
+pub const LOADER_FILE: &str = "libnix_evalcost.so";
+/// In the loader binary, so that the CLI can tell it from a plugin build.
+pub const LOADER_MARKER: &str = "nix-evalcost-loader-marker";
+
+/// Whether a binary's bytes are the loader's.
+pub fn is_loader(binary: &[u8]) -> bool {
+    memchr::memmem::find(binary, LOADER_MARKER.as_bytes()).is_some()
+}
+/// A plugin build's file name, as cargo leaves it.
+pub const PLUGIN_BUILD_FILE: &str = "libnix_evalcost_plugin.so";
+
+/// The file name of an installed build for Nix `series` (`2.26`).
+pub fn versioned_build_file(series: &str) -> String {
+    format!("libnix_evalcost_plugin.nix-{series}.so")
+}
+
+/// The series (`2.26`) an installed build's file name is for.
+fn series_of_build_file(name: &str) -> Option<&str> {
+    name.strip_prefix("libnix_evalcost_plugin.nix-")?.strip_suffix(".so")
+}
+
+/// The plugin build in `dir` for the running Nix `running`: the installed build for its series,
+/// else cargo's build when its marker names the same minor release. The error names what was
+/// found and what to do, in one line.
+pub fn choose_plugin_build(dir: &Path, running: &NixVersion) -> Result<PathBuf, String> {
+    let versioned = dir.join(versioned_build_file(&running.series()));
+    if versioned.is_file() {
+        return Ok(versioned);
+    }
+    let cargo_build = dir.join(PLUGIN_BUILD_FILE);
+    let cargo_built_for = std::fs::read(&cargo_build).ok().and_then(|bytes| built_for(&bytes));
+    if let Some(version) = &cargo_built_for {
+        if NixVersion::parse(version).is_some_and(|v| v.same_minor(running)) {
+            return Ok(cargo_build);
+        }
+    }
+    let mut found: Vec<String> = cargo_built_for.into_iter().collect();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let names = entries.filter_map(|e| e.ok()?.file_name().into_string().ok());
+        found.extend(names.filter_map(|n| series_of_build_file(&n).map(str::to_string)));
+    }
+    found.sort();
+    let found = if found.is_empty() { "none".to_string() } else { found.join(", ") };
+    Err(format!(
+        "no plugin build for Nix {running} in {} (builds found for Nix: {found}); build nix-evalcost \
+         against this Nix and install it there as {}. Nix goes on without nix-evalcost's builtins",
+        dir.display(),
+        versioned_build_file(&running.series())
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fake_build(dir: &Path, name: &str, version: &str) {
+        std::fs::write(dir.join(name), format!("\x7fELF..{BUILT_FOR_PREFIX}{version}\0..")).unwrap();
+    }
+
+    #[test]
+    fn the_build_for_the_running_nix_is_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let v = |s: &str| NixVersion::parse(s).unwrap();
+        // Cargo's build, for 2.26.
+        fake_build(d, PLUGIN_BUILD_FILE, "2.26.3");
+        assert_eq!(choose_plugin_build(d, &v("2.26.1")).unwrap(), d.join(PLUGIN_BUILD_FILE));
+        let err = choose_plugin_build(d, &v("2.35.2")).unwrap_err();
+        assert!(err.contains("no plugin build for Nix 2.35.2") && err.contains("builds found for Nix: 2.26.3"), "{err}");
+        assert!(err.contains("libnix_evalcost_plugin.nix-2.35.so") && !err.contains('\n'), "{err}");
+        // An installed build for 2.35 beside it wins for 2.35; 2.26 still gets cargo's.
+        fake_build(d, &versioned_build_file("2.35"), "2.35.2");
+        assert_eq!(choose_plugin_build(d, &v("2.35.0")).unwrap(), d.join("libnix_evalcost_plugin.nix-2.35.so"));
+        assert_eq!(choose_plugin_build(d, &v("2.26.3")).unwrap(), d.join(PLUGIN_BUILD_FILE));
+        let err = choose_plugin_build(d, &v("2.30.1")).unwrap_err();
+        assert!(err.contains("2.26.3, 2.35"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(choose_plugin_build(empty.path(), &v("2.30.1")).unwrap_err().contains("builds found for Nix: none"));
+    }
 
     #[test]
     fn progress_lines_round_trip() {

@@ -135,3 +135,30 @@ fn the_cli_explains_a_loader_without_a_build_for_this_nix() {
     let last = stderr.lines().last().unwrap_or("");
     assert!(last.starts_with("nix-evalcost: error: no plugin build for Nix"), "{stderr}");
 }
+
+fn doctor(loader: &Path, nix: &str) -> (Option<i32>, String) {
+    let out = Command::new(bin()).args(["doctor", "--nix", nix]).env("NIX_EVALCOST_PLUGIN", loader).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn doctor_against_a_matching_a_mismatched_and_a_missing_nix() {
+    // Matching: this build beside the loader.
+    let (_dir, loader) = install(&[(PLUGIN_BUILD_FILE, std::fs::read(plugin_build()).unwrap())]);
+    let (code, out) = doctor(&loader, "nix");
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.matches("[ok ]").count(), 3, "{out}");
+    assert!(out.contains(&format!("is Nix {}", running_nix().series())) && out.contains("has builtins.evalcostWalk"), "{out}");
+
+    // Mismatched: no build for this Nix.
+    let (_empty, lonely) = install(&[]);
+    let (code, out) = doctor(&lonely, "nix");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("[FAIL] plugin: no plugin build for Nix") && out.contains("→ build nix-evalcost against this Nix"), "{out}");
+
+    // Missing: no such nix.
+    let (code, out) = doctor(&loader, "/nonexistent/nix");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("[FAIL] nix: cannot run '/nonexistent/nix'") && out.contains("→ install Nix"), "{out}");
+    assert_eq!(out.lines().count(), 2, "the first failure ends the checks: {out}");
+}

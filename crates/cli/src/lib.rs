@@ -3,6 +3,7 @@
 //! (`nix_evalcost_core`).
 
 mod cmd {
+    pub mod doctor;
     pub mod flamegraph;
     pub mod graph;
     pub mod info;
@@ -13,7 +14,7 @@ mod cmd {
 pub mod nixrun;
 mod svg;
 
-use cmd::{flamegraph, graph, info, profile, report};
+use cmd::{doctor, flamegraph, graph, info, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -43,6 +44,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Draw a flamegraph (SVG or folded stacks) of reports, or the difference between two sets.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Check this machine: which nix, its version, whether it loads the plugin, what to do.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Which costs a table shows and how it is ranked (shared by `profile` and `report`).
@@ -170,6 +173,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::run(args),
         Command::Info(args) => info::run(args),
         Command::Flamegraph(args) => flamegraph::run(args),
+        Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(status) => status,

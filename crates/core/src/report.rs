@@ -193,6 +193,16 @@ impl Report {
         crate::cost::inclusive_costs(self.nodes.iter().map(|n| (n.parent, &n.cost)))
     }
 
+    /// Every node's exclusive cost plus the unattributed bucket: equal to `totals` when costs
+    /// are conserved (what the tests check on every walk).
+    pub fn charged_sum(&self) -> Cost {
+        let mut sum = self.unattributed;
+        for n in &self.nodes {
+            sum.add(&n.cost);
+        }
+        sum
+    }
+
     pub fn error_count(&self) -> usize {
         self.nodes.iter().filter(|n| n.error.is_some()).count()
     }

@@ -336,13 +336,6 @@ mod tests {
         Session::new(Mode::Walk { report: "r.json".into() }, meta, Systems::All, sizes(), sensor, None)
     }
 
-    fn sum_of_nodes(report: &Report) -> Cost {
-        let mut sum = report.unattributed;
-        for n in &report.nodes {
-            sum.add(&n.cost);
-        }
-        sum
-    }
 
     #[test]
     fn nodes_get_paths_exclusive_costs_and_outcomes() {
@@ -368,7 +361,7 @@ mod tests {
         assert_eq!(h.cost.thunks, 10);
         assert_eq!(p.cost.thunks, 20);
         assert_eq!(report.totals, sensor.now());
-        assert_eq!(sum_of_nodes(&report), report.totals, "conservation");
+        assert_eq!(report.charged_sum(), report.totals, "conservation");
         let names: Vec<&str> = report.phases.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["walk", "total"]);
         assert!(report.meta.complete);
@@ -413,7 +406,7 @@ mod tests {
         assert!(report.nodes.iter().all(|n| n.kind == Kind::Measure));
         // At exit no counters are read: the totals are the last reading taken.
         assert_eq!(report.totals, sensor.now());
-        assert_eq!(sum_of_nodes(&report), report.totals);
+        assert_eq!(report.charged_sum(), report.totals);
         assert!(report.phases.iter().any(|p| p.name == "total"));
     }
 
@@ -427,7 +420,7 @@ mod tests {
         let report = s.finish(false, None);
         assert!(!report.meta.complete);
         assert_eq!(report.nodes[1].cost.thunks, 7 * 2, "b: until the final reading (phase switch and finish)");
-        assert_eq!(sum_of_nodes(&report), report.totals);
+        assert_eq!(report.charged_sum(), report.totals);
         assert_eq!(report.totals, sensor.now());
     }
 

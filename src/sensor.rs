@@ -22,6 +22,7 @@ fn wall_ns() -> u64 {
 }
 
 /// A cumulative reading of Nix's counters, with `wall_ns` and `cpu_ns`.
+#[inline]
 fn cost_of(raw: &ffi::RawCounters, wall_ns: u64, cpu_ns: u64) -> Cost {
     Cost {
         thunks: raw.thunks,

@@ -93,6 +93,30 @@ pub fn built_for(binary: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&rest[..end]).into_owned())
 }
 
+/// The Nix version recorded in a plugin binary file, read in pieces: the loader runs inside
+/// every `nix` process, where reading a 20 MB build whole would leave its mark on the heap.
+pub fn built_for_file(path: &Path) -> Option<String> {
+    use std::io::Read;
+    const CHUNK: usize = 256 * 1024;
+    // Enough overlap for a marker that straddles two chunks: the prefix and the version.
+    let overlap = BUILT_FOR_PREFIX.len() + 64;
+    let mut file = File::open(path).ok()?;
+    let mut buf = vec![0u8; CHUNK + overlap];
+    let mut kept = 0;
+    loop {
+        let n = file.read(&mut buf[kept..]).ok()?;
+        if n == 0 {
+            return None;
+        }
+        let filled = kept + n;
+        if let Some(found) = built_for(&buf[..filled]) {
+            return Some(found);
+        }
+        kept = overlap.min(filled);
+        buf.copy_within(filled - kept..filled, 0);
+    }
+}
+
 // ---- which plugin build the loader loads ------------------------------------------------
 //
 // `libnix_evalcost.so`, the file users name in `plugin-files`, is a loader with no link-time
@@ -131,7 +155,7 @@ pub fn choose_plugin_build(dir: &Path, running: &NixVersion) -> Result<PathBuf, 
         return Ok(versioned);
     }
     let cargo_build = dir.join(PLUGIN_BUILD_FILE);
-    let cargo_built_for = std::fs::read(&cargo_build).ok().and_then(|bytes| built_for(&bytes));
+    let cargo_built_for = built_for_file(&cargo_build);
     if let Some(version) = &cargo_built_for {
         if NixVersion::parse(version).is_some_and(|v| v.same_minor(running)) {
             return Ok(cargo_build);
@@ -199,6 +223,25 @@ mod tests {
         let mut open = BUILT_FOR_PREFIX.as_bytes().to_vec();
         open.extend(std::iter::repeat_n(b'9', 100));
         assert_eq!(built_for(&open), None);
+    }
+
+    #[test]
+    fn markers_are_found_across_read_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        // Every offset around the 256 KiB chunk boundary, and a file with none.
+        for offset in [0usize, 100, 256 * 1024 - 30, 256 * 1024 - 5, 256 * 1024, 3 * 256 * 1024 + 7] {
+            let mut bytes = vec![b'x'; offset];
+            bytes.extend_from_slice(BUILT_FOR_PREFIX.as_bytes());
+            bytes.extend_from_slice(b"2.35.2\0");
+            bytes.extend(std::iter::repeat_n(b'y', 1000));
+            let path = dir.path().join(format!("p{offset}"));
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(built_for_file(&path).as_deref(), Some("2.35.2"), "offset {offset}");
+        }
+        let none = dir.path().join("none");
+        std::fs::write(&none, vec![b'z'; 600 * 1024]).unwrap();
+        assert_eq!(built_for_file(&none), None);
+        assert_eq!(built_for_file(&dir.path().join("missing")), None);
     }
 
     #[test]

@@ -58,7 +58,9 @@ macro_rules! call_cost_struct {
             fn to_cost(self) -> Cost {
                 Cost { $($field: self.$field,)+ ..Cost::default() }
             }
-            /// The per-call fields of a cumulative reading.
+            /// The per-call fields of a cumulative reading. (Inlined into the plugin's per-call
+            /// hook, where the fields it does not keep are never computed.)
+            #[inline]
             pub fn of(cost: &Cost) -> CallCost {
                 CallCost { $($field: cost.$field,)+ }
             }

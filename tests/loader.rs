@@ -162,3 +162,39 @@ fn doctor_against_a_matching_a_mismatched_and_a_missing_nix() {
     assert!(out.contains("[FAIL] nix: cannot run '/nonexistent/nix'") && out.contains("→ install Nix"), "{out}");
     assert_eq!(out.lines().count(), 2, "the first failure ends the checks: {out}");
 }
+
+/// Debian's own `nix-bin`, linked statically, unpacked by scripts/nix-env beside the real Nix.
+const STATIC_NIX: &str = "/opt/nix-static/usr/bin/nix";
+
+#[test]
+fn a_static_nix_goes_on_and_doctor_says_why_it_cannot_load_plugins() {
+    if !Path::new(STATIC_NIX).is_file() {
+        eprintln!("skipped: no static Nix at {STATIC_NIX} (scripts/nix-env unpacks Debian's nix-bin there)");
+        return;
+    }
+    // The loader loads into it (it needs no nix:: symbols), says why it can do nothing, and
+    // Nix goes on.
+    let out = Command::new(STATIC_NIX)
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["--extra-experimental-features", "nix-command", "eval", "--expr", "1 + 1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("exports no nix:: symbols") && stderr.contains("shared libraries"), "{stderr}");
+    // Named directly, a plugin build makes it fail; doctor explains either way.
+    let (_dir, loader) = install(&[(PLUGIN_BUILD_FILE, std::fs::read(plugin_build()).unwrap())]);
+    let (code, report) = doctor(&loader, STATIC_NIX);
+    assert_eq!(code, Some(1), "{report}");
+    let static_version = String::from_utf8_lossy(&Command::new(STATIC_NIX).arg("--version").output().unwrap().stdout).into_owned();
+    if NixVersion::parse(static_version.split_whitespace().last().unwrap()).unwrap().same_minor(&running_nix()) {
+        assert!(report.contains("[FAIL] loading: this Nix cannot load the plugin"), "{report}");
+        assert!(report.contains("statically linked Nix"), "{report}");
+    } else {
+        // Debian's static Nix is another release than this environment's: no build for it.
+        assert!(report.contains("[FAIL] plugin: no plugin build for Nix"), "{report}");
+    }
+}

@@ -129,6 +129,10 @@ pub const LOADER_FILE: &str = "libnix_evalcost.so";
 /// In the loader binary, so that the CLI can tell it from a plugin build.
 pub const LOADER_MARKER: &str = "nix-evalcost-loader-marker";
 
+/// The loader's words for a process that exports no `nix::` symbols: a statically linked Nix
+/// (Debian's `nix-bin`), or not Nix at all.
+pub const NO_NIX_SYMBOLS: &str = "this process exports no nix:: symbols (a statically linked Nix?)";
+
 /// Whether a binary's bytes are the loader's.
 pub fn is_loader(binary: &[u8]) -> bool {
     memchr::memmem::find(binary, LOADER_MARKER.as_bytes()).is_some()

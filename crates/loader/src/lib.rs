@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 /// `nix::nixVersion`, a `std::string` in libnixstore (2.26 through 2.35 at least), which the
 /// `nix` binary links: it is in the process's global scope.
 const NIX_VERSION_SYMBOL: &CStr = c"_ZN3nix10nixVersionB5cxx11E";
+/// What the loader says when the process has no `nix::` symbols (`nix-evalcost doctor` reads it).
+const NO_NIX_SYMBOLS: &str = nix_evalcost_core::protocol::NO_NIX_SYMBOLS;
 
 /// Tells the CLI this file is the loader, not a plugin build.
 #[used]
@@ -58,7 +60,7 @@ fn running_nix_version() -> Result<NixVersion, String> {
     // SAFETY: dlsym with RTLD_DEFAULT only looks the symbol up.
     let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, NIX_VERSION_SYMBOL.as_ptr()) };
     if symbol.is_null() {
-        return Err("cannot tell which Nix this is (nix::nixVersion is not in the process); load it into `nix`".into());
+        return Err(format!("{NO_NIX_SYMBOLS}; it cannot load plugins. Use a Nix built with shared libraries"));
     }
     // SAFETY: the symbol is a libstdc++ (C++11 ABI) std::string: its first two words are the
     // character pointer and the length. Nix initialises it before any plugin is loaded.

@@ -104,7 +104,8 @@ fn loads(nix: &Path, plugin: &Path) -> Check {
     if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "true" {
         return Check::good("loading: nix loads the plugin and has builtins.evalcostWalk");
     }
-    if stderr.contains("undefined symbol: _ZN3nix") || stderr.contains("could not dynamically open plugin file") {
+    let no_symbols = stderr.contains(nix_evalcost_core::protocol::NO_NIX_SYMBOLS);
+    if no_symbols || stderr.contains("undefined symbol: _ZN3nix") || stderr.contains("could not dynamically open plugin file") {
         return Check::bad(
             format!("loading: this Nix cannot load the plugin: {first_line}"),
             "a statically linked Nix (Debian's nix-bin, for one) exports no nix:: symbols and loads no plugins; use a Nix built with shared libraries",

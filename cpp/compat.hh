@@ -143,7 +143,7 @@ inline void mkString(nix::EvalState & state, nix::Value & v, std::string_view s)
     (void) state;
     v.mkString(s);
 #else
-    // Nix 2.30+ (checked on 2.34): strings are allocated through EvalMemory.
+    // Nix 2.30+ (checked on 2.34; in CI on 2.35): strings are allocated through EvalMemory.
     v.mkString(s, state.mem);
 #endif
 }
@@ -156,7 +156,7 @@ inline void forEachListItem(nix::Value & list, F f)
     // Nix 2.26: listItems().
     for (auto * item : list.listItems()) f(*item);
 #else
-    // Nix 2.30+ (checked on 2.34): listView().
+    // Nix 2.30+ (checked on 2.34; in CI on 2.35): listView().
     for (auto * item : list.listView()) f(*item);
 #endif
 }
@@ -168,7 +168,7 @@ inline nix::Symbol symType(nix::EvalState & s) { return s.sType; }
 inline nix::Symbol symDrvPath(nix::EvalState & s) { return s.sDrvPath; }
 inline nix::Symbol symRecurseForDerivations(nix::EvalState & s) { return s.sRecurseForDerivations; }
 #else
-// Nix 2.30+ (checked on 2.34): grouped in EvalState::s.
+// Nix 2.30+ (checked on 2.34; in CI on 2.35): grouped in EvalState::s.
 inline nix::Symbol symType(nix::EvalState & s) { return s.s.type; }
 inline nix::Symbol symDrvPath(nix::EvalState & s) { return s.s.drvPath; }
 inline nix::Symbol symRecurseForDerivations(nix::EvalState & s) { return s.s.recurseForDerivations; }

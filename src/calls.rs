@@ -9,7 +9,7 @@ use crate::bridge::ffi;
 use crate::probe;
 use crate::sensor::{self, NixSensor};
 use nix_evalcost_core::guard::guarded;
-use nix_evalcost_core::protocol::{ProgressPipe, MEASURE_REPORT_VAR};
+use nix_evalcost_core::protocol::{ProgressPipe, MEASURE_REPORT_VAR, REPORT_WRITE_FAILURE};
 use nix_evalcost_core::report::{FlakeMeta, Kind, Meta};
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::session::{Mode, Outcome, Session};
@@ -165,7 +165,7 @@ pub fn plan_children(node: u32, names: Vec<String>) -> Result<ffi::ChildPlan, St
 }
 
 pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
-    guarded("writing the report", || {
+    guarded(REPORT_WRITE_FAILURE, || {
         let session = lock().take().ok_or("no walk is running")?;
         INNERMOST_NODE.with(|n| n.set(None));
         let Mode::Walk { report: path } = session.mode().clone() else {

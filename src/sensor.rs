@@ -10,15 +10,32 @@ use nix_evalcost_core::stacks::CallCost;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-static LOADED_AT: OnceLock<Instant> = OnceLock::new();
+/// The one clock origin of every report: the moment Nix loaded the plugin (it calls the entry
+/// point right after loading it). Wall and CPU time both count from there, so the
+/// unattributed wall and CPU time cover the same span.
+struct Origin {
+    wall: Instant,
+    cpu_ns: u64,
+}
 
-/// Wall time counts from here: Nix calls the plugin's entry point right after loading it.
+static ORIGIN: OnceLock<Origin> = OnceLock::new();
+
+fn origin() -> &'static Origin {
+    ORIGIN.get_or_init(|| Origin { wall: Instant::now(), cpu_ns: probe::usage().cpu_ns })
+}
+
+/// Sets the clock origin to now (at load).
 pub fn start_clock() {
-    LOADED_AT.get_or_init(Instant::now);
+    origin();
 }
 
 fn wall_ns() -> u64 {
-    LOADED_AT.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    origin().wall.elapsed().as_nanos() as u64
+}
+
+/// Process CPU time since the origin.
+fn cpu_ns(usage: &probe::Usage) -> u64 {
+    usage.cpu_ns.saturating_sub(origin().cpu_ns)
 }
 
 /// A cumulative reading of Nix's counters, with `wall_ns` and `cpu_ns`.
@@ -75,7 +92,7 @@ impl Sensor for NixSensor {
         };
         self.last = Some((raw, usage));
         let gauges = Gauges { gc_heap_bytes: raw.gc_heap_bytes, rss_bytes: probe::rss_bytes(), peak_rss_bytes: usage.peak_rss_bytes };
-        Reading { cost: cost_of(&raw, wall_ns(), usage.cpu_ns), gauges }
+        Reading { cost: cost_of(&raw, wall_ns(), cpu_ns(&usage)), gauges }
     }
 
     fn gauges_at_exit(&mut self) -> Gauges {

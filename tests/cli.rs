@@ -20,10 +20,12 @@ fn example_flake_profile_prints_a_table() {
     let sys = current_system();
     // The expensive output tops the table, the broken one is recorded, the hidden set is not walked.
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[2].starts_with("fncalls"), "{stdout}");
-    assert!(lines[3].ends_with(&format!("packages.{sys}.fib-table")), "{stdout}");
-    assert_eq!(lines.len(), 3 + 5, "{stdout}");
-    assert!(stdout.contains("(12 derivations), 1 error\n"), "{stdout}");
+    assert!(lines[0].ends_with("(12 derivations), 1 error"), "{stdout}");
+    // The summary names the failing output and why.
+    assert_eq!(lines[1], format!("  error: packages.{sys}.broken: packages.broken is broken on purpose"), "{stdout}");
+    assert!(lines[3].starts_with("fncalls"), "{stdout}");
+    assert!(lines[4].ends_with(&format!("packages.{sys}.fib-table")), "{stdout}");
+    assert_eq!(lines.len(), 4 + 5, "{stdout}");
     assert!(node(&report, &format!("packages.{sys}.broken")).error.as_deref().unwrap().contains("broken on purpose"));
     assert_eq!(node(&report, &format!("apps.{sys}.hello")).kind, Kind::App);
     assert_eq!(node(&report, "lib.fib").kind, Kind::Function);

@@ -118,6 +118,13 @@ fn phases_cover_the_run() {
     let total = report.phase("total").unwrap().cost;
     assert!(parts.function_calls <= total.function_calls && parts.wall_ns <= total.wall_ns);
     assert!(total.wall_ns <= report.totals.wall_ns);
+    // One clock origin (plugin load) for wall and CPU time: the process cannot have spent more
+    // CPU than wall time on all cores. (Counted from process start, unattributed CPU was 5x
+    // the unattributed wall time on a small flake.)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let (cpu, wall) = (report.unattributed.cpu_ns, report.unattributed.wall_ns);
+    assert!(cpu <= wall * cores + 1_000_000, "unattributed cpu {cpu} ns against wall {wall} ns");
+    assert!(report.totals.cpu_ns <= report.totals.wall_ns * cores + 1_000_000, "{:?}", report.totals);
 }
 
 #[test]

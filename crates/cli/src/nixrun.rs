@@ -176,6 +176,27 @@ pub struct NixOutcome {
     pub status: std::process::ExitStatus,
     /// The last `error:` line nix printed.
     pub error: Option<String>,
+    /// The first stop signal (SIGINT, SIGTERM, SIGHUP) this process received while nix ran; it
+    /// was passed on to nix, which stops the walk between nodes and writes a partial report.
+    pub stopped_by: Option<i32>,
+    /// The last attribute path the plugin reported walking.
+    pub last_path: Option<String>,
+}
+
+/// The signals that stop a profile, as a shell, `timeout`, systemd or a CI runner sends them.
+pub const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// A signal's name, for messages.
+pub fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        other => format!("signal {other}"),
+    }
 }
 
 /// Lines of stderr kept to find nix's last error.
@@ -200,29 +221,69 @@ impl NixRun<'_> {
 
     /// Runs nix to the end. `on_progress` gets each progress line of the plugin, `on_stderr`
     /// each line nix prints (both on their own threads).
+    ///
+    /// A stop signal to this process (alone, or to its process group) is passed on to nix,
+    /// and nix is waited for: it stops the walk between nodes and writes a partial report. nix
+    /// never outlives this process: it is killed if we die (PR_SET_PDEATHSIG), SIGKILL
+    /// included.
     pub fn run(
         &self,
-        on_progress: impl FnMut(ProgressLine) + Send,
+        mut on_progress: impl FnMut(ProgressLine) + Send,
         mut on_stderr: impl FnMut(&str) + Send,
     ) -> Result<NixOutcome> {
         let (progress_reader, progress_writer) = os_pipe::pipe().context("cannot create a pipe")?;
         let progress_fd = progress_writer.as_raw_fd();
+        // Registered before nix exists, so that no signal falls between the spawn and the
+        // forwarding: the default action would kill us and leave nix running.
+        let mut signals = signal_hook::iterator::Signals::new(STOP_SIGNALS).context("cannot handle signals")?;
         let mut command = self.command();
-        // SAFETY: dup2 is async-signal-safe; it gives the child the pipe's write end.
+        // SAFETY: this pid, read before the fork, is what the child compares getppid() with.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: dup2, prctl and getppid are async-signal-safe.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(progress_fd, PROGRESS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                // Die with this process, even when it is SIGKILLed; and if it already died
+                // between the fork and here, do not start.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("nix-evalcost exited while starting nix"));
                 }
                 Ok(())
             });
         }
         let mut child = command.spawn().map_err(|e| cannot_run(self.nix, e))?;
         drop(progress_writer);
+        let pid = child.id() as libc::pid_t;
         let stderr = child.stderr.take().expect("stderr is piped");
+        let signal_handle = signals.handle();
         let mut tail = VecDeque::with_capacity(STDERR_TAIL);
-        let status = std::thread::scope(|scope| {
-            scope.spawn(move || read_progress(progress_reader, on_progress));
+        let (status, stopped_by, last_path) = std::thread::scope(|scope| {
+            let forwarder = scope.spawn(move || {
+                let mut first = None;
+                for signal in signals.forever() {
+                    first = first.or(Some(signal));
+                    // SAFETY: kill only sends a signal; nix is our child and not yet reaped
+                    // (the handle is closed before it is waited for below).
+                    unsafe { libc::kill(pid, signal) };
+                }
+                first
+            });
+            let progress = scope.spawn(move || {
+                let mut last = None;
+                for line in BufReader::new(progress_reader).lines().map_while(Result::ok) {
+                    let line = ProgressLine::parse(&line);
+                    if !line.path.is_empty() {
+                        last = Some(line.path.clone());
+                    }
+                    on_progress(line);
+                }
+                last
+            });
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 on_stderr(&line);
                 if tail.len() == STDERR_TAIL {
@@ -230,15 +291,31 @@ impl NixRun<'_> {
                 }
                 tail.push_back(line);
             }
-            child.wait().context("waiting for nix")
-        })?;
-        Ok(NixOutcome { status, error: last_error(tail.iter().map(String::as_str)) })
+            let status = wait_keeping_zombie(pid).map(|()| child.wait());
+            signal_handle.close();
+            let stopped_by = forwarder.join().unwrap_or(None);
+            let last_path = progress.join().unwrap_or(None);
+            (status, stopped_by, last_path)
+        });
+        let status = status.context("waiting for nix")?.context("waiting for nix")?;
+        Ok(NixOutcome { status, error: last_error(tail.iter().map(String::as_str)), stopped_by, last_path })
     }
 }
 
-fn read_progress(pipe: impl std::io::Read, mut on_progress: impl FnMut(ProgressLine)) {
-    for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-        on_progress(ProgressLine::parse(&line));
+/// Waits until `pid` has exited without reaping it (WNOWAIT): until it is reaped, its pid cannot
+/// be reused, so the signal forwarder can never hit another process.
+fn wait_keeping_zombie(pid: libc::pid_t) -> std::io::Result<()> {
+    loop {
+        // SAFETY: waitid fills `info`; WNOWAIT leaves the child to be reaped by Child::wait.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

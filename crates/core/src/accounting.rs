@@ -73,6 +73,11 @@ impl Ledger {
         self.open.contains(&node)
     }
 
+    /// The open nodes, outermost first (a node open twice, in recursion, is listed twice).
+    pub fn open_nodes(&self) -> &[NodeIndex] {
+        &self.open
+    }
+
     /// The innermost open node.
     pub fn innermost(&self) -> Option<NodeIndex> {
         self.open.last().copied()

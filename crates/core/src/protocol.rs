@@ -20,6 +20,12 @@ pub const PROGRESS_FD: i32 = 3;
 /// Precedes the Nix version in the plugin binary: `nix-evalcost-built-for-nix=2.26.3\0`.
 pub const BUILT_FOR_PREFIX: &str = "nix-evalcost-built-for-nix=";
 
+/// How the plugin's errors begin in Nix's messages (`error: nix-evalcost: …`).
+pub const PLUGIN_ERROR_PREFIX: &str = "nix-evalcost: ";
+/// What the plugin says when the walk was done but its report could not be written; the CLI
+/// tells that apart from an evaluation failure.
+pub const REPORT_WRITE_FAILURE: &str = "writing the report";
+
 /// Whether the plugin is enabled, given the value of [`ENABLE_VAR`] (unset: enabled).
 pub fn enabled(value: Option<&str>) -> bool {
     let v = value.unwrap_or_default().to_ascii_lowercase();

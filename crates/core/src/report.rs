@@ -87,6 +87,9 @@ pub enum Kind {
     Error,
     /// A `builtins.evalcostMeasure` label.
     Measure,
+    /// Being evaluated when the walk was stopped (Ctrl-C, a signal): its cost is what it had
+    /// cost so far. Nodes never reached are not in the report.
+    Interrupted,
     /// A value the walk could not classify.
     #[default]
     #[serde(other)]
@@ -94,7 +97,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Derivation,
         Kind::Attrset,
         Kind::Function,
@@ -108,6 +111,7 @@ impl Kind {
         Kind::External,
         Kind::Error,
         Kind::Measure,
+        Kind::Interrupted,
         Kind::Unknown,
     ];
 
@@ -126,6 +130,7 @@ impl Kind {
             Kind::External => "external",
             Kind::Error => "error",
             Kind::Measure => "measure",
+            Kind::Interrupted => "interrupted",
             Kind::Unknown => "unknown",
         }
     }

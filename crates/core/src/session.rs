@@ -221,6 +221,16 @@ impl<S: Sensor> Session<S> {
     }
 
     fn close(mut self, now: Cost, end: Gauges, complete: bool, stacks: Option<Stacks>) -> Report {
+        if !complete {
+            // What was being evaluated when the walk stopped says so (measure labels keep
+            // their kind: they are labels, not values).
+            for &open in self.ledger.open_nodes() {
+                let outcome = &mut self.nodes[open].outcome;
+                if outcome.kind != Kind::Measure {
+                    outcome.kind = Kind::Interrupted;
+                }
+            }
+        }
         self.ledger.close_all(now);
         self.phases.push(Phase { name: "total".into(), cost: now.since(&self.started) });
         self.meta.complete = complete;
@@ -414,12 +424,16 @@ mod tests {
     fn an_interrupted_walk_closes_open_nodes_with_their_cost_so_far() {
         let sensor = Script::stepping(7);
         let mut s = walk(sensor.clone());
+        let done = s.enter_node(None, "done");
+        s.leave_node(done, Outcome { kind: Kind::Bool, ..Outcome::default() }).unwrap();
         let a = s.enter_node(None, "a");
         let b = s.enter_node(Some(a), "b");
         assert_eq!(s.innermost(), Some(b));
         let report = s.finish(false, None);
         assert!(!report.meta.complete);
-        assert_eq!(report.nodes[1].cost.thunks, 7 * 2, "b: until the final reading (phase switch and finish)");
+        assert_eq!(report.nodes[2].cost.thunks, 7 * 2, "b: until the final reading (phase switch and finish)");
+        let kinds: Vec<Kind> = report.nodes.iter().map(|n| n.kind).collect();
+        assert_eq!(kinds, [Kind::Bool, Kind::Interrupted, Kind::Interrupted], "a finished node keeps its kind");
         assert_eq!(report.charged_sum(), report.totals);
         assert_eq!(report.totals, sensor.now());
     }

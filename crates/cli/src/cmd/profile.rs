@@ -1,21 +1,19 @@
 //! `nix-evalcost profile [FLAKEREF]`: runs `nix eval` with the plugin loaded, has it walk the
 //! flake's outputs, then prints the cost table of the report it wrote.
 
-use crate::nixrun::{self, NixRun, Walk, WalkSystems};
+use crate::nixrun::{self, NixOutcome, NixRun, Walk, WalkSystems};
 use crate::{table_options, SelectArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix_evalcost_core::merge::merge_report;
+use nix_evalcost_core::protocol;
 use nix_evalcost_core::render::{table, View};
 use nix_evalcost_core::report::Report;
 use nix_evalcost_core::report_io::read_report;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
-/// Exit status after Ctrl-C, as a shell reports a SIGINT death.
-const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(clap::Args)]
 pub struct ProfileArgs {
@@ -69,12 +67,6 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         argv: std::env::args().collect(),
     };
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        // Ctrl-C reaches nix too (same process group); we wait for it to write a partial report.
-        let interrupted = interrupted.clone();
-        let _ = ctrlc::set_handler(move || interrupted.store(true, Ordering::SeqCst));
-    }
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
     let bar = progress_bar(args.no_progress);
@@ -87,7 +79,6 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
     );
     bar.finish_and_clear();
-    let staged = staging.exists();
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -95,15 +86,8 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             return Err(e);
         }
     };
-    if !staged {
-        if interrupted.load(Ordering::SeqCst) {
-            bail!("interrupted before the flake's outputs were reached; no report written");
-        }
-        // Explain a plugin that Nix could not load or use before blaming the flake. (Checked
-        // only after a failure: it costs a `nix --version` run and a scan of the plugin.)
-        nixrun::check_plugin_matches(&plugin, &nixrun::nix_version(&args.nix)?)?;
-        let reason = outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status));
-        bail!("nix could not evaluate flake '{}': {reason}", args.flake);
+    if !staging.exists() {
+        return no_report(&args, &plugin, &outcome);
     }
     std::fs::rename(&staging, &output).with_context(|| format!("cannot move the report to {}", output.display()))?;
 
@@ -121,10 +105,48 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         }
     }
     if !report.meta.complete {
-        eprintln!("interrupted: the report holds the nodes walked so far");
-        return Ok(EXIT_INTERRUPTED);
+        eprintln!("interrupted: the report holds the nodes walked so far; the node being walked is marked interrupted");
+        return Ok(exit_status_for(outcome.stopped_by.unwrap_or(libc::SIGINT)));
     }
     Ok(0)
+}
+
+/// nix wrote no report: say why, once, without blaming the flake for what was not its fault.
+fn no_report(args: &ProfileArgs, plugin: &Path, outcome: &NixOutcome) -> Result<i32> {
+    if let Some(signal) = outcome.stopped_by {
+        eprintln!("nix-evalcost: {} before the flake's outputs were reached; no report written", stopped(signal));
+        return Ok(exit_status_for(signal));
+    }
+    if let Some(signal) = outcome.status.signal() {
+        let at = outcome.last_path.as_deref().map_or(String::new(), |p| format!(" while walking {p} (the last output it reported)"));
+        let hint = if signal == libc::SIGKILL { " (the out-of-memory killer?)" } else { "" };
+        bail!("nix was killed by {}{hint}{at}; no report was written", nixrun::signal_name(signal));
+    }
+    if let Some(reason) = outcome.error.as_deref().and_then(|e| e.strip_prefix(protocol::PLUGIN_ERROR_PREFIX)) {
+        if let Some(write) = reason.strip_prefix(protocol::REPORT_WRITE_FAILURE) {
+            bail!("the evaluation finished, but the report could not be written{write}");
+        }
+    }
+    // Explain a plugin that Nix could not load or use before blaming the flake. (Checked only
+    // after a failure: it costs a `nix --version` run and a scan of the plugin.)
+    nixrun::check_plugin_matches(plugin, &nixrun::nix_version(&args.nix)?)?;
+    let reason = outcome.error.clone().unwrap_or_else(|| format!("nix exited with {}", outcome.status));
+    bail!("nix could not evaluate flake '{}': {reason}", args.flake)
+}
+
+/// "interrupted" (SIGINT), or "stopped by SIGTERM".
+fn stopped(signal: i32) -> String {
+    if signal == libc::SIGINT {
+        "interrupted".into()
+    } else {
+        format!("stopped by {}", nixrun::signal_name(signal))
+    }
+}
+
+/// The exit status a shell reports for a process killed by `signal`: 130 for SIGINT, 143 for
+/// SIGTERM, 129 for SIGHUP.
+fn exit_status_for(signal: i32) -> i32 {
+    128 + signal
 }
 
 /// Time and memory flamegraphs of a report with stacks, beside it: `<name>.wall.svg`,

@@ -99,6 +99,26 @@ pub fn merged_summary(view: &View) -> String {
     )
 }
 
+/// Failing outputs listed in the summary; the rest are counted.
+const FAILURES_SHOWN: usize = 3;
+
+/// "error: PATH: first line of the message" for the first failing outputs, then a count of the
+/// rest (`info` lists them all).
+fn failures(report: &Report) -> String {
+    let failing: Vec<_> = report.nodes.iter().filter(|n| n.error.is_some()).collect();
+    let mut out = String::new();
+    for n in failing.iter().take(FAILURES_SHOWN) {
+        let first = n.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        let message = super::cut(&sanitize_text(first), 160, "…");
+        let _ = writeln!(out, "  error: {}: {message}", display_path(&n.path));
+    }
+    if failing.len() > FAILURES_SHOWN {
+        let rest = failing.len() - FAILURES_SHOWN;
+        let _ = writeln!(out, "  … and {} (`nix-evalcost info REPORT` lists them all)", plural(rest, "more error"));
+    }
+    out
+}
+
 /// One-paragraph summary of a report: what was walked, errors, totals, time outside the outputs.
 pub fn summary(report: &Report) -> String {
     let m = &report.meta;
@@ -113,6 +133,7 @@ pub fn summary(report: &Report) -> String {
         plural(report.error_count(), "error"),
         if m.complete { "" } else { ", INTERRUPTED (partial report)" },
     );
+    s.push_str(&failures(report));
     let _ = write!(
         s,
         "totals: wall {}, cpu {}, {} thunks, {} function calls, {} primop calls, {} allocated; {outside:.0}% of wall time outside the outputs (start-up, fetch, lock)",
@@ -124,4 +145,33 @@ pub fn summary(report: &Report) -> String {
         units::bytes(t.gc_bytes),
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{node, report};
+
+    #[test]
+    fn the_summary_names_the_first_failures_and_counts_the_rest() {
+        let mut nodes = vec![node(0, None, &["packages"], 1)];
+        for i in 1..=5u32 {
+            let mut n = node(i, Some(0), &["packages", &format!("p{i}")], 1);
+            n.error = Some(format!("error: p{i} is broken\n       … while evaluating\x1b[31m"));
+            nodes.push(n);
+        }
+        let mut r = report(nodes);
+        r.meta.complete = true;
+        let text = summary(&r);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "(no flake): 6 nodes (0 derivations), 5 errors");
+        assert_eq!(lines[1], "  error: packages.p1: error: p1 is broken");
+        assert_eq!(lines[3], "  error: packages.p3: error: p3 is broken");
+        assert_eq!(lines[4], "  … and 2 more errors (`nix-evalcost info REPORT` lists them all)");
+        assert!(lines[5].starts_with("totals:"));
+        let mut one = report(vec![node(0, None, &["lib", "bad"], 1)]);
+        one.nodes[0].error = Some("error: no".into());
+        let one = summary(&one);
+        assert!(one.contains("1 error, INTERRUPTED (partial report)\n  error: lib.bad: error: no\ntotals:"), "{one}");
+    }
 }

@@ -1,7 +1,7 @@
 // primops.cc: the Nix-language entry points of the plugin (plugins cannot add `nix` subcommands).
 //
 //   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
-//                           forceDrvPaths ? true; stacks ? false; argv ? [ ]; }
+//                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ]; }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
@@ -71,6 +71,12 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     r.stacks = false;
     if (auto * v = optionalAttr(state, args, "stacks"))
         r.stacks = state.forceBool(*v, pos, "while evaluating stacks");
+    r.stacks_nodes = 0;
+    if (auto * v = optionalAttr(state, args, "stacksNodes")) {
+        auto n = state.forceInt(*v, pos, "while evaluating stacksNodes");
+        if (n.value < 0) throw nix::Error("builtins.evalcostWalk: stacksNodes must not be negative");
+        r.stacks_nodes = uint64_t(n.value);
+    }
     return r;
 }
 

@@ -78,6 +78,8 @@ pub(crate) mod ffi {
         all_systems: bool,
         force_drv_paths: bool,
         stacks: bool,
+        /// The most call-tree nodes kept (0: the core's default).
+        stacks_nodes: u64,
         argv: Vec<String>,
     }
 

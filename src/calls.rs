@@ -13,7 +13,7 @@ use nix_evalcost_core::protocol::{ProgressPipe, MEASURE_REPORT_VAR, REPORT_WRITE
 use nix_evalcost_core::report::{FlakeMeta, Kind, Meta};
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::session::{Mode, Outcome, Session};
-use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent};
+use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent, NODE_CAP};
 use nix_evalcost_core::walk_policy::Systems;
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -110,7 +110,8 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             ..meta("walk", argv)
         };
         let session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);
-        CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(CallTree::default));
+        let cap = if request.stacks_nodes == 0 { NODE_CAP } else { request.stacks_nodes as usize };
+        CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(|| CallTree::with_cap(cap)));
         INNERMOST_NODE.with(|n| n.set(None));
         *lock() = Some(session);
         Ok::<_, String>(())

@@ -181,3 +181,42 @@ fn deep_recursion_is_truncated_and_errors_leave_balanced_frames() {
     }
     assert!(run.stderr().contains("flamegraph written to"));
 }
+
+/// The same walk with a call tree capped at `cap` nodes (`stacksNodes`).
+fn capped_walk(cap: usize) -> Report {
+    let flake = Flake::new(SOURCE, &[]);
+    let (run, _) = nix_eval_with_stats(&walk_expr(&flake, &format!("stacks = true; stacksNodes = {cap};")), &[]);
+    run.assert_success();
+    run.report()
+}
+
+#[test]
+fn a_capped_call_tree_folds_the_rest_and_stays_exact_and_conserved() {
+    let (_flake, full, _) = stacked_walk(&[]);
+    let full_stacks = full.stacks.as_ref().unwrap();
+    assert_eq!(full_stacks.folded_calls, 0, "this walk fits the default cap");
+    assert_eq!(full_stacks.node_cap, nix_evalcost_core::stacks::NODE_CAP);
+    let cap = 40;
+    let capped = capped_walk(cap);
+    let stacks = capped.stacks.as_ref().unwrap();
+    // Bounded: the cap, plus at most one [folded] node per walked node.
+    assert!(stacks.nodes.len() <= cap + capped.nodes.len(), "{} nodes", stacks.nodes.len());
+    assert!(stacks.folded_calls > 0);
+    assert_eq!(stacks.node_cap, cap);
+    // Every call is either a kept node's or folded: the same total as the full tree.
+    let calls = |s: &nix_evalcost_core::stacks::Stacks| s.nodes.iter().map(|n| n.calls).sum::<u64>() + s.folded_calls;
+    assert_eq!(calls(stacks), calls(full_stacks));
+    // Conserved: the tree's costs add up to the same as the full tree's (function calls are
+    // deterministic).
+    let cost = |s: &nix_evalcost_core::stacks::Stacks| s.nodes.iter().map(|n| n.cost.function_calls).sum::<u64>();
+    assert_eq!(cost(stacks), cost(full_stacks));
+    // Exact where kept: the first frames under lib.even (walked first, so kept) count the
+    // same calls as in the full tree.
+    let first_under = |r: &Report| {
+        let s = r.stacks.as_ref().unwrap();
+        let walk = node(r, "lib.even").id;
+        s.nodes.iter().filter(|n| n.parent.is_none() && n.walk_node == Some(walk)).map(|n| (s.frames[n.frame as usize].clone(), n.calls)).collect::<Vec<_>>()
+    };
+    assert_eq!(first_under(&capped), first_under(&full));
+    assert_eq!(capped.charged_sum(), capped.totals, "the walk's conservation is untouched");
+}

@@ -133,6 +133,8 @@ pub struct Walk {
     pub systems: WalkSystems,
     pub force_drv_paths: bool,
     pub stacks: bool,
+    /// The most call-tree nodes kept with `stacks`.
+    pub stacks_nodes: usize,
     /// The command line recorded in the report.
     pub argv: Vec<String>,
 }
@@ -146,12 +148,13 @@ impl Walk {
             WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
         };
         format!(
-            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; argv = {}; }}",
+            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; argv = {}; }}",
             nix_string(&self.flake),
             nix_string(&self.base_dir.to_string_lossy()),
             nix_string(&self.report.to_string_lossy()),
             self.force_drv_paths,
             self.stacks,
+            self.stacks_nodes,
             nix_list(&self.argv),
         )
     }
@@ -336,6 +339,7 @@ mod tests {
             systems: WalkSystems::Current,
             force_drv_paths: true,
             stacks: false,
+            stacks_nodes: 20_000,
             argv: vec!["nix-evalcost".into(), "profile".into()],
         }
     }
@@ -345,7 +349,7 @@ mod tests {
         assert_eq!(
             walk().expression(),
             "builtins.evalcostWalk { flake = \"path:/tmp/my flake\"; baseDir = \"/home/u\"; report = \"/tmp/r.json\"; \
-             forceDrvPaths = true; stacks = false; argv = [ \"nix-evalcost\" \"profile\" ]; }"
+             forceDrvPaths = true; stacks = false; stacksNodes = 20000; argv = [ \"nix-evalcost\" \"profile\" ]; }"
         );
         let hostile = Walk {
             flake: "x\"; y = ${builtins.abort \"no\"}".into(),

@@ -1,9 +1,12 @@
 //! Call-stack profiles: a tree of call frames under each walked node, aggregated as calls happen.
 //!
-//! Memory is bounded by the number of distinct stacks (tree nodes), never by the number of
-//! calls: each call either finds its (parent, frame) child or adds it once. Past `DEPTH_CAP`
-//! frames below a walked node, deeper calls are charged to one `[truncated]` frame, so deep
-//! recursion costs neither unbounded memory nor an unreadable graph.
+//! Memory is bounded, never by the number of calls: each call either finds its (parent, frame)
+//! child or adds it once, and the tree holds at most `node_cap` nodes (`NODE_CAP` by default).
+//! Once it is full, a call whose stack is not in the tree yet is charged to its caller's node
+//! (it *folds* into its parent), and the report counts those calls: counts stay exact for every
+//! stack in the tree, and costs stay conserved. Past `DEPTH_CAP` frames below a walked node,
+//! deeper calls are charged to one `[truncated]` frame, so deep recursion costs neither
+//! unbounded memory nor an unreadable graph.
 
 use crate::cost::Cost;
 use rustc_hash::FxHashMap;
@@ -12,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// Frames kept below a walked node; deeper calls are charged to a `[truncated]` frame.
 pub const DEPTH_CAP: usize = 1000;
 pub const TRUNCATED: &str = "[truncated]";
+/// The default most tree nodes (distinct stacks) kept. About 0.5 KB each through the report's
+/// writing: a naive `fib 24` (450 000 distinct call-site stacks) stays under 64 MiB.
+pub const NODE_CAP: usize = 20_000;
+/// The frame first calls under a walked node fold into once the tree is full.
+pub const FOLDED: &str = "[folded: the call tree was full]";
 
 /// The call stacks of one report (schema: docs/report-schema.md).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -20,6 +28,12 @@ pub struct Stacks {
     /// "eval-profiler" (Nix 2.30+: frames are the called functions).
     pub source: String,
     pub depth_cap: usize,
+    /// The most tree nodes kept (0 in reports from before the cap).
+    #[serde(default)]
+    pub node_cap: usize,
+    /// Calls charged to their caller's node because the tree was full.
+    #[serde(default)]
+    pub folded_calls: u64,
     /// Frame names: call sites `file:line:column` (or `[truncated]`).
     pub frames: Vec<String>,
     /// Tree nodes in creation order: a parent precedes its children.
@@ -80,15 +94,29 @@ enum Parent {
     Walk(Option<u32>),
 }
 
+/// A call under way.
+#[derive(Clone, Copy)]
+struct OpenCall {
+    /// The tree node charged.
+    node: u32,
+    /// The reading when the call started.
+    start: CallCost,
+    /// Frames below the walked node.
+    depth: usize,
+    /// Charged to `node` because the tree was full (so is every call inside it).
+    folded: bool,
+}
+
 /// The tree being built during a walk.
-#[derive(Default)]
 pub struct CallTree {
+    node_cap: usize,
+    folded_calls: u64,
     frame_ids: FxHashMap<Box<str>, u32>,
     frames: Vec<Box<str>>,
     nodes: Vec<Building>,
     children: FxHashMap<(Parent, u32), u32>,
     /// Open calls: tree node, reading at entry, depth below the walked node.
-    open: Vec<(u32, CallCost, usize)>,
+    open: Vec<OpenCall>,
 }
 
 struct Building {
@@ -99,7 +127,26 @@ struct Building {
     inclusive: CallCost,
 }
 
+impl Default for CallTree {
+    fn default() -> Self {
+        CallTree::with_cap(NODE_CAP)
+    }
+}
+
 impl CallTree {
+    /// A tree of at most `node_cap` nodes (a few more: one `[folded]` node per walked node).
+    pub fn with_cap(node_cap: usize) -> CallTree {
+        CallTree {
+            node_cap,
+            folded_calls: 0,
+            frame_ids: FxHashMap::default(),
+            frames: Vec::new(),
+            nodes: Vec::new(),
+            children: FxHashMap::default(),
+            open: Vec::new(),
+        }
+    }
+
     /// The id of a frame name, added on first sight.
     pub fn frame_id(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.frame_ids.get(name) {
@@ -121,9 +168,16 @@ impl CallTree {
     /// walked node being evaluated.
     pub fn enter(&mut self, walk_node: Option<u32>, frame: u32, now: CallCost) {
         let (parent, depth) = match self.open.last() {
+            // Inside a folded call, every call folds too: charged to the same node, it never
+            // lands on a node of another (shorter) stack, so kept counts stay exact.
+            Some(&top) if top.folded => {
+                self.folded_calls += 1;
+                self.open.push(OpenCall { start: now, depth: top.depth + 1, ..top });
+                return;
+            }
             // A stack opened under another walked node (a measure label, a nested walk node)
             // continues under its innermost frame: the walk node frames are its ancestors.
-            Some(&(node, _, depth)) => (Parent::Frame(node), depth + 1),
+            Some(top) => (Parent::Frame(top.node), top.depth + 1),
             None => (Parent::Walk(walk_node), 1),
         };
         let node = if depth > DEPTH_CAP {
@@ -133,11 +187,27 @@ impl CallTree {
                 Parent::Frame(n) if self.nodes[n as usize].frame == truncated => n,
                 _ => self.child(parent, truncated, walk_node),
             }
-        } else {
+        } else if let Some(&known) = self.children.get(&(parent, frame)) {
+            known
+        } else if self.nodes.len() < self.node_cap {
             self.child(parent, frame, walk_node)
+        } else {
+            // The tree is full: the call is charged to its caller's node (re-opened, as for
+            // [truncated], so that only the outer opening adds its time), or, first under a
+            // walked node, to that node's [folded] frame.
+            self.folded_calls += 1;
+            let folded = match parent {
+                Parent::Frame(n) => n,
+                Parent::Walk(_) => {
+                    let frame = self.frame_id(FOLDED);
+                    self.child(parent, frame, walk_node)
+                }
+            };
+            self.open.push(OpenCall { node: folded, start: now, depth, folded: true });
+            return;
         };
         self.nodes[node as usize].calls += 1;
-        self.open.push((node, now, depth));
+        self.open.push(OpenCall { node, start: now, depth, folded: false });
     }
 
     fn child(&mut self, parent: Parent, frame: u32, walk_node: Option<u32>) -> u32 {
@@ -156,10 +226,10 @@ impl CallTree {
 
     /// The innermost call returns (or unwinds).
     pub fn exit(&mut self, now: CallCost) {
-        if let Some((node, start, _)) = self.open.pop() {
+        if let Some(OpenCall { node, start, .. }) = self.open.pop() {
             // Only the outermost opening of a [truncated] frame adds its time (it is re-entered
             // for every deeper call).
-            let truncated_inner = self.open.last().is_some_and(|&(n, _, _)| n == node);
+            let truncated_inner = self.open.last().is_some_and(|outer| outer.node == node);
             if !truncated_inner {
                 self.nodes[node as usize].inclusive.add(&now.since(&start));
             }
@@ -184,6 +254,8 @@ impl CallTree {
         Stacks {
             source: source.into(),
             depth_cap: DEPTH_CAP,
+            node_cap: self.node_cap,
+            folded_calls: self.folded_calls,
             frames: self.frames.into_iter().map(String::from).collect(),
             nodes: self
                 .nodes
@@ -278,6 +350,75 @@ mod tests {
         assert_eq!(last.calls, 5000);
         // Conservation: the root's inclusive is the whole recursion.
         assert_eq!(s.inclusive()[0].thunks, 2 * depth as u64 - 1);
+    }
+
+    #[test]
+    fn a_full_tree_folds_new_stacks_into_their_callers_and_stays_exact_and_conserved() {
+
+        // f calls g, h and i once each (cost 2 each), then g again; its own cost is 4.
+        let run = |cap: usize| {
+            let mut tree = CallTree::with_cap(cap);
+            tree.enter_named(Some(0), "f", at(0));
+            for (k, callee) in ["g", "h", "i", "g"].iter().enumerate() {
+                let t = 1 + 2 * k as u64;
+                tree.enter_named(Some(0), callee, at(t));
+                tree.exit(at(t + 2));
+            }
+            tree.exit(at(12));
+            tree.finish(at(12), "test")
+        };
+        let full = run(100);
+        assert_eq!((full.nodes.len(), full.folded_calls), (4, 0));
+        // Room for f and g only: h and i fold into f; g's second call finds its node.
+        let capped = run(2);
+        assert_eq!(capped.node_cap, 2);
+        assert_eq!(capped.nodes.len(), 2);
+        assert_eq!(capped.folded_calls, 2);
+        let (f, g) = (&capped.nodes[0], &capped.nodes[1]);
+        assert_eq!((f.calls, g.calls), (1, 2), "counts of kept stacks are exact");
+        assert_eq!(g.cost.thunks, 4);
+        assert_eq!(f.cost.thunks, 4 + 2 + 2, "f keeps its own cost and the folded calls");
+        assert_eq!(capped.inclusive()[0].thunks, 12, "conserved: the root still holds everything");
+        assert_eq!(capped.validate(1), Ok(()));
+    }
+
+    #[test]
+    fn calls_inside_a_folded_call_fold_too() {
+        // f calls g (kept), then h, which is folded and calls g: that g is not f's g.
+        let mut tree = CallTree::with_cap(2);
+        tree.enter_named(Some(0), "f", at(0));
+        tree.enter_named(Some(0), "g", at(1));
+        tree.exit(at(2));
+        tree.enter_named(Some(0), "h", at(2));
+        tree.enter_named(Some(0), "g", at(3));
+        tree.exit(at(5));
+        tree.exit(at(6));
+        tree.exit(at(7));
+        let s = tree.finish(at(7), "test");
+        assert_eq!(s.nodes[1].calls, 1, "g under f was called once");
+        assert_eq!(s.nodes[1].cost.thunks, 1);
+        assert_eq!(s.folded_calls, 2);
+        assert_eq!(s.nodes[0].cost.thunks, 6, "f: its own 2 and h's 4");
+        assert_eq!(s.inclusive()[0].thunks, 7);
+    }
+
+    #[test]
+    fn a_full_tree_folds_first_calls_under_a_walked_node_into_one_frame() {
+        let mut tree = CallTree::with_cap(1);
+        tree.enter_named(Some(0), "a", at(0));
+        tree.exit(at(1));
+        for w in 1..4u32 {
+            tree.enter_named(Some(w), "b", at(10 * w as u64));
+            tree.enter_named(Some(w), "c", at(10 * w as u64 + 1));
+            tree.exit(at(10 * w as u64 + 3));
+            tree.exit(at(10 * w as u64 + 4));
+        }
+        let s = tree.finish(at(50), "test");
+        assert_eq!(s.nodes.len(), 1 + 3, "one [folded] node per walked node");
+        assert!(s.nodes[1..].iter().all(|n| s.frames[n.frame as usize] == FOLDED && n.calls == 0));
+        assert_eq!(s.folded_calls, 6);
+        let inclusive = s.inclusive();
+        assert!(s.nodes[1..].iter().zip(&inclusive[1..]).all(|(_, c)| c.thunks == 4));
     }
 
     #[test]

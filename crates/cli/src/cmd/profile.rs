@@ -40,6 +40,10 @@ pub struct ProfileArgs {
     /// next to the report (`<name>.wall.svg`, `<name>.alloc.svg`).
     #[arg(long)]
     stacks: bool,
+    /// With --stacks: the most distinct call stacks kept (call-tree nodes, about 0.5 KB each).
+    /// Calls beyond are charged to their callers, and the report says how many.
+    #[arg(long, value_name = "N", default_value_t = nix_evalcost_core::stacks::NODE_CAP)]
+    stacks_nodes: usize,
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -64,6 +68,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         systems: WalkSystems::from_args(&args.systems),
         force_drv_paths: !args.no_drv_paths,
         stacks: args.stacks,
+        stacks_nodes: args.stacks_nodes,
         argv: std::env::args().collect(),
     };
 
@@ -99,7 +104,14 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     println!("{}", table::summary(&report));
     print!("{}", table::render(&view, &table_options()));
     eprintln!("report written to {}", output.display());
-    if report.stacks.is_some() {
+    if let Some(stacks) = &report.stacks {
+        if stacks.folded_calls > 0 {
+            eprintln!(
+                "call stacks: the tree holds its cap of {} distinct stacks; {} beyond it were charged to their callers (--stacks-nodes N keeps more, ~0.5 KB each)",
+                stacks.node_cap,
+                nix_evalcost_core::units::plural(stacks.folded_calls as usize, "call")
+            );
+        }
         for svg in write_flamegraphs(&report, &output)? {
             eprintln!("flamegraph written to {}", svg.display());
         }

@@ -35,6 +35,17 @@ pub fn render(source: &str, r: &Report) -> String {
         plural(derivations, "derivation"),
         plural(r.error_count(), "error")
     );
+    if let Some(stacks) = &r.stacks {
+        let _ = writeln!(
+            out,
+            "stacks:       {} ({}), {} distinct stacks of at most {}, {} folded into their callers",
+            s(&stacks.source),
+            plural(stacks.frames.len(), "frame"),
+            stacks.nodes.len(),
+            stacks.node_cap,
+            plural(stacks.folded_calls as usize, "call")
+        );
+    }
     let _ = writeln!(out, "phases:");
     for p in &r.phases {
         let c = &p.cost;

@@ -1,11 +1,9 @@
-//! The `nix-evalcost` command on real Nix: the example flake, bad input, Ctrl-C.
+//! The `nix-evalcost` command on real Nix: the example flake, merged runs, bad input. (Stopping
+//! it is tests/faults.rs.)
 
 mod common;
 use common::*;
 use nix_evalcost_core::report::Kind;
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
-use std::io::{BufRead, BufReader, Read};
 
 fn example_flake() -> String {
     format!("path:{}/examples/flake", env!("CARGO_MANIFEST_DIR"))
@@ -107,43 +105,3 @@ fn bad_reports_exit_2_with_one_line() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("choose one of: wall"));
 }
 
-#[test]
-fn ctrl_c_leaves_a_valid_partial_report() {
-    // 40 slow outputs (~240 000 calls each) that announce themselves on stderr.
-    let sys = current_system();
-    let outputs: String = (0..40)
-        .map(|i| format!("p{i:02} = builtins.trace \"walking p{i:02}\" (builtins.seq (fib 25) ({}));", mk_drv(&sys, &format!("p{i}"))))
-        .collect();
-    let flake = flake_with(FIB, &format!("{{ packages.{sys} = {{ {outputs} }}; }}"));
-    let dir = tempfile::tempdir().unwrap();
-    let report_path = dir.path().join("partial.json");
-    let mut child = cli()
-        .args(["profile", &flake.url(), "--no-progress", "-o"])
-        .arg(&report_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0) // a process group of its own, as a terminal makes for a job
-        .spawn()
-        .unwrap();
-    // Once the walk is under way, press Ctrl-C: SIGINT to the whole group, like a terminal.
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("walking p01") {
-        let mut line = String::new();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the walk ended before it was interrupted:\n{seen}");
-        seen.push_str(&line);
-    }
-    // SAFETY: signalling the process group we just created.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
-    stderr.read_to_string(&mut seen).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "{seen}");
-    assert!(seen.contains("interrupted"), "{seen}");
-    let report = nix_evalcost_core::report_io::read_report(&report_path).unwrap();
-    assert!(!report.meta.complete);
-    let walked = report.nodes.iter().filter(|n| n.is_derivation).count();
-    assert!(walked < 10, "the walk went on after Ctrl-C ({walked} outputs)");
-    let mut sum = report.unattributed;
-    report.nodes.iter().for_each(|n| sum.add(&n.cost));
-    assert_eq!(sum, report.totals);
-}

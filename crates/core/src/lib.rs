@@ -25,6 +25,7 @@ pub mod merge;
 pub mod metric;
 pub mod nix_version;
 pub mod pathglob;
+pub mod ranktest;
 pub mod protocol;
 pub mod render;
 pub mod report;

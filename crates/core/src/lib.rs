@@ -19,6 +19,7 @@
 
 pub mod accounting;
 pub mod attrpath;
+pub mod compare;
 pub mod cost;
 pub mod guard;
 pub mod merge;

@@ -42,6 +42,9 @@ pub struct Row {
     pub errors: usize,
     /// Per metric, in `Merged::metrics` order.
     pub stats: Vec<Stats>,
+    /// Per metric, the value in each run that has this path, sorted (what `stats` summarise;
+    /// `compare` tests them).
+    pub samples: Vec<Vec<u64>>,
 }
 
 /// What one report was, for the merged output's provenance and the compatibility check.
@@ -70,6 +73,8 @@ pub struct Merged {
     pub runs: Vec<RunInfo>,
     pub rows: Vec<Row>,
     pub totals: Vec<Stats>,
+    /// Per metric, the process totals of every run, sorted.
+    pub total_samples: Vec<Vec<u64>>,
     pub unattributed: Vec<Stats>,
 }
 
@@ -228,26 +233,30 @@ impl Accumulator {
 
     fn finish(self, opts: &MergeOptions) -> Merged {
         let stats = |mut v: Vec<u64>| Stats::of(&mut v);
+        // Stats::of sorts the samples in place: keep them, sorted.
+        let stats_and_samples = |samples: Vec<Vec<u64>>| -> (Vec<Stats>, Vec<Vec<u64>>) {
+            samples.into_iter().map(|mut v| (Stats::of(&mut v), v)).unzip()
+        };
         let mut rows: Vec<Row> = self
             .paths
             .into_iter()
-            .map(|(key, p)| Row {
-                path: key.split(SEP).map(str::to_string).collect(),
-                kind: p.kind,
-                errors: p.errors,
-                stats: p.samples.into_iter().map(stats).collect(),
+            .map(|(key, p)| {
+                let (stats, samples) = stats_and_samples(p.samples);
+                Row { path: key.split(SEP).map(str::to_string).collect(), kind: p.kind, errors: p.errors, stats, samples }
             })
             .collect();
         rows.sort_by(|a, b| a.path.cmp(&b.path));
         let mut runs = self.runs;
         runs.sort_by(|a, b| a.file.cmp(&b.file));
+        let (total_stats, total_samples) = stats_and_samples(self.totals);
         Merged {
             metrics: opts.metrics.clone(),
             inclusive: opts.inclusive,
             depth: opts.depth,
             runs,
             rows,
-            totals: self.totals.into_iter().map(stats).collect(),
+            totals: total_stats,
+            total_samples,
             unattributed: self.unattributed.into_iter().map(stats).collect(),
         }
     }

@@ -1,5 +1,5 @@
 //! Every parser of what a user types or a process prints: path globs (and matching), metric
-//! names, Nix versions, progress lines, the plugin marker.
+//! names, gate rules, Nix versions, progress lines, the plugin marker.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = glob.matches(&components);
     }
     let _ = nix_evalcost_core::metric::find(text);
+    let _ = nix_evalcost_core::gate::Rule::parse(text);
     let _ = NixVersion::parse(text);
     let _ = nix_evalcost_core::nix_version::same_minor(text, "2.26.3");
     let _ = ProgressLine::parse(text);

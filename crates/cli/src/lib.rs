@@ -3,6 +3,7 @@
 //! (`nix_evalcost_core`).
 
 mod cmd {
+    pub mod compare;
     pub mod doctor;
     pub mod flamegraph;
     pub mod graph;
@@ -14,7 +15,7 @@ mod cmd {
 pub mod nixrun;
 mod svg;
 
-use cmd::{doctor, flamegraph, graph, info, profile, report};
+use cmd::{compare, doctor, flamegraph, graph, info, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -44,6 +45,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Draw a flamegraph (SVG or folded stacks) of reports, or the difference between two sets.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Compare two sets of reports (before and after a change), per output; gate with --fail-on.
+    Compare(compare::CompareArgs),
     /// Check this machine: which nix, its version, whether it loads the plugin, what to do.
     Doctor(doctor::DoctorArgs),
 }
@@ -173,6 +176,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::run(args),
         Command::Info(args) => info::run(args),
         Command::Flamegraph(args) => flamegraph::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Doctor(args) => doctor::run(args),
     };
     match result {
@@ -199,7 +203,7 @@ mod tests {
     #[test]
     fn help_lists_every_metric() {
         let mut cli = Cli::command();
-        for command in ["report", "profile", "graph", "flamegraph"] {
+        for command in ["report", "profile", "graph", "flamegraph", "compare"] {
             let mut sub = cli.find_subcommand_mut(command).unwrap().clone().term_width(0);
             let help = sub.render_long_help().to_string();
             assert!(help.contains(&metric::names().join(", ")), "{command} --help lacks the metric list:\n{help}");

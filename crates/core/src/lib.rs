@@ -21,6 +21,7 @@ pub mod accounting;
 pub mod attrpath;
 pub mod compare;
 pub mod cost;
+pub mod gate;
 pub mod guard;
 pub mod merge;
 pub mod metric;

@@ -1,6 +1,7 @@
 //! Exporters: one module per output format, each a function from a [`View`] to text.
 //! Attribute names are data: every exporter escapes them for its format.
 
+pub mod compare;
 pub mod csv;
 pub mod flamegraph;
 pub mod graph;

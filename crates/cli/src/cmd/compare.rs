@@ -1,0 +1,75 @@
+//! `nix-evalcost compare BASE NEW`: what got more (or less) expensive, per output and in total,
+//! and `--fail-on` gates for CI (exit 1 when a rule breaks).
+
+use crate::cmd::inputs;
+use crate::{parse_metric, BadInput, OutputArgs};
+use nix_evalcost_core::compare::compare;
+use nix_evalcost_core::gate::{self, Rule};
+use nix_evalcost_core::merge::{merge_files, MergeOptions};
+use nix_evalcost_core::metric::Metric;
+use nix_evalcost_core::render;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Markdown,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct CompareArgs {
+    /// The reports before the change: a file, a directory of reports, or a glob.
+    base: PathBuf,
+    /// The reports after the change, likewise.
+    new: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "fncalls,thunks,alloc,wall,cpu,peak-rss", value_parser = parse_metric,
+          help = crate::metric_help("Metrics to compare, comma-separated (the first ranks the changed outputs)"))]
+    metrics: Vec<&'static Metric>,
+    /// Fail (exit 1) when a rule breaks, e.g. `fncalls:+5%`, `alloc:+64MiB`,
+    /// `wall:+10%@p<0.05`, `packages.*.*:thunks:+1%` (repeatable; see docs/compare.md).
+    #[arg(long = "fail-on", value_name = "RULE", value_parser = Rule::parse)]
+    fail_on: Vec<Rule>,
+    /// Confidence level of the shift intervals of noisy metrics.
+    #[arg(long, default_value_t = 0.95, value_parser = parse_confidence)]
+    confidence: f64,
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn parse_confidence(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(c) if c > 0.0 && c < 1.0 => Ok(c),
+        _ => Err(format!("'{text}' is not a confidence level between 0 and 1 (e.g. 0.95)")),
+    }
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
+    // The rules' metrics are compared too, after the ones asked for.
+    let mut metrics = args.metrics.clone();
+    for rule in &args.fail_on {
+        if !metrics.iter().any(|m| m.name == rule.metric.name) {
+            metrics.push(rule.metric);
+        }
+    }
+    let opts = MergeOptions { metrics, inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false };
+    let base = merge_files(&inputs::expand(std::slice::from_ref(&args.base))?, &opts)?;
+    let new = merge_files(&inputs::expand(std::slice::from_ref(&args.new))?, &opts)?;
+    gate::check_testable(&args.fail_on, base.runs.len(), new.runs.len()).map_err(BadInput)?;
+    let comparison = compare(&base, &new, args.confidence);
+    let violations = gate::violations(&args.fail_on, &comparison);
+    let text = match args.format {
+        Format::Table => render::compare::table(&comparison, &violations),
+        Format::Markdown => render::compare::markdown(&comparison, &violations),
+        Format::Json => render::compare::json(&comparison, &violations),
+    };
+    args.output.emit(&text)?;
+    if violations.is_empty() {
+        Ok(0)
+    } else {
+        eprintln!("nix-evalcost: {} broken", nix_evalcost_core::units::plural(violations.len(), "rule"));
+        Ok(crate::EXIT_FAILURE)
+    }
+}

@@ -1,0 +1,76 @@
+//! `compare` on real Nix: a flake in git whose second commit makes one output's `fib` bigger.
+//! The comparison names exactly that output, with the exact call difference, and a gate fails.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn flake_source(a: u32) -> String {
+    format!("{{ outputs = {{ self }}: let {FIB} in {{ lib.a = fib {a}; lib.b = fib 10; lib.c = fib 12; }}; }}")
+}
+
+#[test]
+fn a_two_commit_flake_names_the_output_that_grew() {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q"]);
+    std::fs::write(r.join("flake.nix"), flake_source(15)).unwrap();
+    git(r, &["add", "flake.nix"]);
+    git(r, &["commit", "-q", "-m", "base"]);
+    let base_rev = git(r, &["rev-parse", "HEAD"]);
+    std::fs::write(r.join("flake.nix"), flake_source(16)).unwrap();
+    git(r, &["commit", "-q", "-a", "-m", "grow a"]);
+
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for (side, reference) in [("base", format!("git+file://{}?rev={base_rev}", r.display())), ("new", format!("git+file://{}", r.display()))] {
+        std::fs::create_dir(w.join(side)).unwrap();
+        let out = cli().args(["profile", &reference, "--no-progress", "-o"]).arg(w.join(side).join("r.json")).output().unwrap();
+        assert!(out.status.success(), "{side}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let out = cli().args(["compare", "base", "new", "--format", "json"]).current_dir(w).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fncalls = |path: &str| -> f64 {
+        let p = v["paths"].as_array().unwrap().iter().find(|p| p["path"].as_array().unwrap().join_names() == path).unwrap();
+        p["changes"][0]["delta"].as_f64().unwrap()
+    };
+    // fib n makes 2·F(n+1) − 1 lambda calls: 3193 for fib 16, 1973 for fib 15.
+    assert_eq!(fncalls("lib.a"), 1220.0);
+    assert_eq!(fncalls("lib.b"), 0.0);
+    assert_eq!(fncalls("lib.c"), 0.0);
+    assert_eq!(v["totals_comparable"], true);
+    assert_eq!(v["totals"][0]["delta"].as_f64(), Some(1220.0), "the totals moved by exactly lib.a's difference");
+
+    // A gate over the outputs fails, naming lib.a only.
+    let out = cli().args(["compare", "base", "new", "--fail-on", "lib.*:fncalls:+10%"]).current_dir(w).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 broken rule:\n  lib.a: fncalls 1.97k → 3.19k"), "{text}");
+}
+
+trait JoinNames {
+    fn join_names(&self) -> String;
+}
+
+impl JoinNames for Vec<serde_json::Value> {
+    fn join_names(&self) -> String {
+        self.iter().map(|s| s.as_str().unwrap()).collect::<Vec<_>>().join(".")
+    }
+}

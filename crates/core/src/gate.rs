@@ -38,17 +38,17 @@ impl Rule {
         let mut parts = text.rsplitn(3, ':');
         let limit_text = parts.next().unwrap_or_default();
         let metric_text = parts.next().ok_or_else(|| bad("expected [PATH-GLOB:]METRIC:+LIMIT, e.g. fncalls:+5% or packages.*.*:wall:+10%@p<0.05".into()))?;
-        let glob = parts.next().map(|g| PathGlob::parse(g).map_err(|e| bad(e))).transpose()?;
-        let metric = metric::find(metric_text).map_err(|e| bad(e))?;
+        let glob = parts.next().map(|g| PathGlob::parse(g).map_err(&bad)).transpose()?;
+        let metric = metric::find(metric_text).map_err(&bad)?;
         let (limit_text, p_below) = match limit_text.split_once("@p<") {
-            Some((l, p)) => (l, Some(parse_p(p).map_err(|e| bad(e))?)),
+            Some((l, p)) => (l, Some(parse_p(p).map_err(&bad)?)),
             None if limit_text.contains('@') => return Err(bad("a significance is written @p<P, e.g. @p<0.05".into())),
             None => (limit_text, None),
         };
         if p_below.is_some() && !is_noisy(metric) {
             return Err(bad(format!("{} is an exact counter: a significance (@p<…) applies to noisy metrics (wall, cpu, heap, rss, peak-rss)", metric.name)));
         }
-        let limit = parse_limit(limit_text, metric.unit).map_err(|e| bad(e))?;
+        let limit = parse_limit(limit_text, metric.unit).map_err(&bad)?;
         Ok(Rule { text: text.to_string(), glob, metric, limit, p_below })
     }
 

@@ -3,6 +3,7 @@
 //! (`nix_evalcost_core`).
 
 mod cmd {
+    pub mod bench;
     pub mod compare;
     pub mod doctor;
     pub mod flamegraph;
@@ -15,7 +16,7 @@ mod cmd {
 pub mod nixrun;
 mod svg;
 
-use cmd::{compare, doctor, flamegraph, graph, info, profile, report};
+use cmd::{bench, compare, doctor, flamegraph, graph, info, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -47,6 +48,8 @@ enum Command {
     Flamegraph(flamegraph::FlamegraphArgs),
     /// Compare two sets of reports (before and after a change), per output; gate with --fail-on.
     Compare(compare::CompareArgs),
+    /// Profile two flake refs (alternating runs) and compare them: the one-command CI check.
+    Bench(bench::BenchArgs),
     /// Check this machine: which nix, its version, whether it loads the plugin, what to do.
     Doctor(doctor::DoctorArgs),
 }
@@ -177,6 +180,7 @@ pub fn main() -> i32 {
         Command::Info(args) => info::run(args),
         Command::Flamegraph(args) => flamegraph::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
     };
     match result {

@@ -23,6 +23,13 @@ pub struct CompareArgs {
     base: PathBuf,
     /// The reports after the change, likewise.
     new: PathBuf,
+    #[command(flatten)]
+    options: CompareOptions,
+}
+
+/// How a comparison is made and shown (shared by `compare` and `bench`).
+#[derive(clap::Args)]
+pub struct CompareOptions {
     #[arg(long, value_delimiter = ',', default_value = "fncalls,thunks,alloc,wall,cpu,peak-rss", value_parser = parse_metric,
           help = crate::metric_help("Metrics to compare, comma-separated (the first ranks the changed outputs)"))]
     metrics: Vec<&'static Metric>,
@@ -47,6 +54,14 @@ fn parse_confidence(text: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
+    let base = inputs::expand(std::slice::from_ref(&args.base))?;
+    let new = inputs::expand(std::slice::from_ref(&args.new))?;
+    compare_files(&base, &new, &args.options)
+}
+
+/// Compares two sets of report files, prints the comparison, and returns the exit status: 1
+/// when a rule broke.
+pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -> anyhow::Result<i32> {
     // The rules' metrics are compared too, after the ones asked for.
     let mut metrics = args.metrics.clone();
     for rule in &args.fail_on {
@@ -55,8 +70,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<i32> {
         }
     }
     let opts = MergeOptions { metrics, inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false };
-    let base = merge_files(&inputs::expand(std::slice::from_ref(&args.base))?, &opts)?;
-    let new = merge_files(&inputs::expand(std::slice::from_ref(&args.new))?, &opts)?;
+    let base = merge_files(base, &opts)?;
+    let new = merge_files(new, &opts)?;
     gate::check_testable(&args.fail_on, base.runs.len(), new.runs.len()).map_err(BadInput)?;
     let comparison = compare(&base, &new, args.confidence);
     let violations = gate::violations(&args.fail_on, &comparison);

@@ -23,6 +23,15 @@ pub struct ProfileArgs {
     /// Where to write the report (`.json`, or `.json.gz` to gzip it).
     #[arg(short, long, default_value = "evalcost-report.json")]
     output: PathBuf,
+    #[command(flatten)]
+    walk: WalkArgs,
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+/// How a walk is run (shared by `profile` and `bench`).
+#[derive(clap::Args)]
+pub struct WalkArgs {
     /// The plugin to load [default: libnix_evalcost.so next to this binary].
     #[arg(long, env = "NIX_EVALCOST_PLUGIN")]
     plugin: Option<PathBuf>,
@@ -47,22 +56,69 @@ pub struct ProfileArgs {
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
-    #[command(flatten)]
-    select: SelectArgs,
     /// Extra arguments for `nix eval` (after `--`), e.g. `-- --option max-call-depth 20000`.
     #[arg(last = true)]
     nix_args: Vec<String>,
 }
 
-pub fn run(args: ProfileArgs) -> Result<i32> {
-    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
-    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
+/// What one walk gave.
+pub enum Walked {
+    /// The whole report, written at the output path.
+    Done(Report),
+    /// A partial report, written at the output path: the walk was stopped by this signal.
+    Partial(Report, i32),
+    /// Stopped by this signal before the flake's outputs were reached: no report.
+    Stopped(i32),
+}
 
+pub fn run(args: ProfileArgs) -> Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = cwd.join(&args.output);
-    let staging = nixrun::staging_path(&output)?;
+    let report = match walk_to(&args.walk, &args.flake, &output)? {
+        Walked::Done(report) => report,
+        Walked::Partial(report, signal) => {
+            print_summary(&report, &output, &args.select);
+            eprintln!("{}: the report holds the nodes walked so far; the node being walked is marked interrupted", stopped(signal));
+            return Ok(exit_status_for(signal));
+        }
+        Walked::Stopped(signal) => {
+            eprintln!("nix-evalcost: {} before the flake's outputs were reached; no report written", stopped(signal));
+            return Ok(exit_status_for(signal));
+        }
+    };
+    print_summary(&report, &output, &args.select);
+    if let Some(stacks) = &report.stacks {
+        if stacks.folded_calls > 0 {
+            eprintln!(
+                "call stacks: the tree holds its cap of {} distinct stacks; {} beyond it were charged to their callers (--stacks-nodes N keeps more, ~0.5 KB each)",
+                stacks.node_cap,
+                nix_evalcost_core::units::plural(stacks.folded_calls as usize, "call")
+            );
+        }
+        for svg in write_flamegraphs(&report, &output)? {
+            eprintln!("flamegraph written to {}", svg.display());
+        }
+    }
+    Ok(0)
+}
+
+fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
+    let merged = merge_report(report, output, &select.merge_options(true));
+    let view = View::new(&merged, select.sort, select.top);
+    println!("{}", table::summary(report));
+    print!("{}", table::render(&view, &table_options()));
+    eprintln!("report written to {}", output.display());
+}
+
+/// Walks `flake` in a `nix` process with the plugin and writes the report at `output`
+/// (atomically: a staging file renamed when nix is done).
+pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
+    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
+    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let staging = nixrun::staging_path(output)?;
     let walk = Walk {
-        flake: nixrun::local_path_ref(&args.flake, &cwd),
+        flake: nixrun::local_path_ref(flake, &cwd),
         base_dir: cwd.clone(),
         report: staging.clone(),
         systems: WalkSystems::from_args(&args.systems),
@@ -92,42 +148,20 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         }
     };
     if !staging.exists() {
-        return no_report(&args, &plugin, &outcome);
+        return no_report(args, flake, &plugin, &outcome);
     }
-    std::fs::rename(&staging, &output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+    std::fs::rename(&staging, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
 
     // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not
     // bad input (exit 1).
-    let report = read_report(&output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
-    let merged = merge_report(&report, &output, &args.select.merge_options(true));
-    let view = View::new(&merged, args.select.sort, args.select.top);
-    println!("{}", table::summary(&report));
-    print!("{}", table::render(&view, &table_options()));
-    eprintln!("report written to {}", output.display());
-    if let Some(stacks) = &report.stacks {
-        if stacks.folded_calls > 0 {
-            eprintln!(
-                "call stacks: the tree holds its cap of {} distinct stacks; {} beyond it were charged to their callers (--stacks-nodes N keeps more, ~0.5 KB each)",
-                stacks.node_cap,
-                nix_evalcost_core::units::plural(stacks.folded_calls as usize, "call")
-            );
-        }
-        for svg in write_flamegraphs(&report, &output)? {
-            eprintln!("flamegraph written to {}", svg.display());
-        }
-    }
-    if !report.meta.complete {
-        eprintln!("interrupted: the report holds the nodes walked so far; the node being walked is marked interrupted");
-        return Ok(exit_status_for(outcome.stopped_by.unwrap_or(libc::SIGINT)));
-    }
-    Ok(0)
+    let report = read_report(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
+    Ok(if report.meta.complete { Walked::Done(report) } else { Walked::Partial(report, outcome.stopped_by.unwrap_or(libc::SIGINT)) })
 }
 
 /// nix wrote no report: say why, once, without blaming the flake for what was not its fault.
-fn no_report(args: &ProfileArgs, plugin: &Path, outcome: &NixOutcome) -> Result<i32> {
+fn no_report(args: &WalkArgs, flake: &str, plugin: &Path, outcome: &NixOutcome) -> Result<Walked> {
     if let Some(signal) = outcome.stopped_by {
-        eprintln!("nix-evalcost: {} before the flake's outputs were reached; no report written", stopped(signal));
-        return Ok(exit_status_for(signal));
+        return Ok(Walked::Stopped(signal));
     }
     if let Some(signal) = outcome.status.signal() {
         let at = outcome.last_path.as_deref().map_or(String::new(), |p| format!(" while walking {p} (the last output it reported)"));
@@ -143,11 +177,11 @@ fn no_report(args: &ProfileArgs, plugin: &Path, outcome: &NixOutcome) -> Result<
     // after a failure: it costs a `nix --version` run and a scan of the plugin.)
     nixrun::check_plugin_matches(plugin, &nixrun::nix_version(&args.nix)?)?;
     let reason = outcome.error.clone().unwrap_or_else(|| format!("nix exited with {}", outcome.status));
-    bail!("nix could not evaluate flake '{}': {reason}", args.flake)
+    bail!("nix could not evaluate flake '{flake}': {reason}")
 }
 
 /// "interrupted" (SIGINT), or "stopped by SIGTERM".
-fn stopped(signal: i32) -> String {
+pub fn stopped(signal: i32) -> String {
     if signal == libc::SIGINT {
         "interrupted".into()
     } else {
@@ -157,7 +191,7 @@ fn stopped(signal: i32) -> String {
 
 /// The exit status a shell reports for a process killed by `signal`: 130 for SIGINT, 143 for
 /// SIGTERM, 129 for SIGHUP.
-fn exit_status_for(signal: i32) -> i32 {
+pub fn exit_status_for(signal: i32) -> i32 {
     128 + signal
 }
 

@@ -85,7 +85,8 @@ impl Comparison {
 /// Compares the merged BASE and NEW (merged with the same metrics and options).
 pub fn compare(base: &Merged, new: &Merged, confidence: f64) -> Comparison {
     let metrics = base.metrics.clone();
-    let totals = metrics.iter().enumerate().map(|(i, &m)| change(m, &base.total_samples[i], &new.total_samples[i], confidence)).collect();
+    let tester = &mut ranktest::Tester::new(confidence);
+    let totals = metrics.iter().enumerate().map(|(i, &m)| change(m, &base.total_samples[i], &new.total_samples[i], tester)).collect();
     let mut paths = Vec::new();
     let (mut b, mut n) = (base.rows.iter().peekable(), new.rows.iter().peekable());
     // Both sides' rows are sorted by path: walk them together.
@@ -94,7 +95,7 @@ pub fn compare(base: &Merged, new: &Merged, confidence: f64) -> Comparison {
             (None, None) => break,
             (Some(x), Some(y)) if x.path == y.path => {
                 let (x, y) = (b.next().unwrap(), n.next().unwrap());
-                both(x, y, &metrics, confidence)
+                both(x, y, &metrics, tester)
             }
             (Some(x), Some(y)) if x.path < y.path => one_side(b.next().unwrap(), Presence::Disappeared),
             (Some(_), None) => one_side(b.next().unwrap(), Presence::Disappeared),
@@ -105,13 +106,13 @@ pub fn compare(base: &Merged, new: &Merged, confidence: f64) -> Comparison {
     Comparison { metrics, base_runs: base.runs.len(), new_runs: new.runs.len(), confidence, totals, paths }
 }
 
-fn both(base: &Row, new: &Row, metrics: &[&'static Metric], confidence: f64) -> PathChange {
+fn both(base: &Row, new: &Row, metrics: &[&'static Metric], tester: &mut ranktest::Tester) -> PathChange {
     PathChange {
         path: new.path.clone(),
         presence: Presence::Both,
         kind: if new.kind == Kind::Error { base.kind } else { new.kind },
         failed: (base.errors > 0, new.errors > 0),
-        changes: metrics.iter().enumerate().map(|(i, &m)| change(m, &base.samples[i], &new.samples[i], confidence)).collect(),
+        changes: metrics.iter().enumerate().map(|(i, &m)| change(m, &base.samples[i], &new.samples[i], tester)).collect(),
     }
 }
 
@@ -130,13 +131,13 @@ fn median(sorted: &[u64]) -> f64 {
 }
 
 /// One metric's change between sorted samples.
-fn change(metric: &'static Metric, base: &[u64], new: &[u64], confidence: f64) -> Change {
+fn change(metric: &'static Metric, base: &[u64], new: &[u64], tester: &mut ranktest::Tester) -> Change {
     let (before, after) = (median(base), median(new));
     let varies = |s: &[u64]| s.first() != s.last();
     let noisy = is_noisy(metric);
     let test = if noisy {
         let as_f64 = |s: &[u64]| s.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-        ranktest::compare(&as_f64(base), &as_f64(new), confidence)
+        tester.compare(&as_f64(base), &as_f64(new))
     } else {
         None
     };

@@ -31,15 +31,40 @@ pub struct RankTest {
 
 /// Compares two samples; `None` when either has fewer than 2 runs (no test is possible).
 pub fn compare(base: &[f64], new: &[f64], confidence: f64) -> Option<RankTest> {
-    if base.len() < 2 || new.len() < 2 {
-        return None;
+    Tester::new(confidence).compare(base, new)
+}
+
+/// Compares many pairs of samples at one confidence level: the normal quantile and the exact
+/// null distributions are computed once, not per pair (a comparison tests every output).
+pub struct Tester {
+    confidence: f64,
+    z: f64,
+    exact_counts: std::collections::HashMap<(usize, usize), Vec<f64>>,
+}
+
+impl Tester {
+    pub fn new(confidence: f64) -> Tester {
+        Tester { confidence, z: normal_quantile(1.0 - (1.0 - confidence) / 2.0), exact_counts: Default::default() }
     }
-    let (n1, n2) = (base.len(), new.len());
-    let (u, tie_term) = u_statistic(base, new);
-    let exact = tie_term == 0.0 && n1 <= EXACT_MAX && n2 <= EXACT_MAX;
-    let p = if exact { exact_p(u, n1, n2) } else { normal_p(u, n1, n2, tie_term) };
-    let (shift, shift_low, shift_high) = hodges_lehmann(base, new, confidence);
-    Some(RankTest { u, p, exact, shift, shift_low, shift_high })
+
+    /// Like [`compare`].
+    pub fn compare(&mut self, base: &[f64], new: &[f64]) -> Option<RankTest> {
+        if base.len() < 2 || new.len() < 2 {
+            return None;
+        }
+        let (n1, n2) = (base.len(), new.len());
+        let (u, tie_term) = u_statistic(base, new);
+        let small = n1 <= EXACT_MAX && n2 <= EXACT_MAX;
+        let exact = tie_term == 0.0 && small;
+        let counts = small.then(|| &*self.exact_counts.entry((n1, n2)).or_insert_with(|| u_counts(n1, n2)));
+        let p = match counts {
+            Some(counts) if exact => exact_p(u, n1, n2, counts),
+            _ => normal_p(u, n1, n2, tie_term),
+        };
+        let k = critical_rank(n1, n2, 1.0 - self.confidence, counts, self.z);
+        let (shift, shift_low, shift_high) = hodges_lehmann(base, new, k);
+        Some(RankTest { u, p, exact, shift, shift_low, shift_high })
+    }
 }
 
 /// U of `new` (midranks), and Σ(t³ − t) over tie groups (0 without ties).
@@ -85,8 +110,7 @@ fn u_counts(n1: usize, n2: usize) -> Vec<f64> {
     table[n1][n2].clone()
 }
 
-fn exact_p(u: f64, n1: usize, n2: usize) -> f64 {
-    let counts = u_counts(n1, n2);
+fn exact_p(u: f64, n1: usize, n2: usize, counts: &[f64]) -> f64 {
     let total: f64 = counts.iter().sum();
     let big = u.max((n1 * n2) as f64 - u).round() as usize;
     let upper: f64 = counts[big..].iter().sum::<f64>() / total;
@@ -106,13 +130,12 @@ fn normal_p(u: f64, n1: usize, n2: usize, tie_term: f64) -> f64 {
     (libm::erfc(z / std::f64::consts::SQRT_2)).min(1.0)
 }
 
-/// The Hodges-Lehmann shift of `new` over `base` and its confidence interval.
-fn hodges_lehmann(base: &[f64], new: &[f64], confidence: f64) -> (f64, f64, f64) {
+/// The Hodges-Lehmann shift of `new` over `base` and its confidence interval [d_(k), d_(m+1-k)].
+fn hodges_lehmann(base: &[f64], new: &[f64], k: usize) -> (f64, f64, f64) {
     let mut diffs: Vec<f64> = new.iter().flat_map(|&y| base.iter().map(move |&x| y - x)).collect();
     diffs.sort_by(f64::total_cmp);
     let m = diffs.len();
     let median = if m % 2 == 1 { diffs[m / 2] } else { (diffs[m / 2 - 1] + diffs[m / 2]) / 2.0 };
-    let k = critical_rank(base.len(), new.len(), 1.0 - confidence);
     // k is 1-based: the interval is [d_(k), d_(m + 1 - k)], or all of it when samples are too
     // small for the level asked.
     let (low, high) = if k >= 1 && k <= m { (diffs[k - 1], diffs[m - k]) } else { (diffs[0], diffs[m - 1]) };
@@ -120,15 +143,15 @@ fn hodges_lehmann(base: &[f64], new: &[f64], confidence: f64) -> (f64, f64, f64)
 }
 
 /// The largest k with P(U < k) <= alpha / 2 (so the interval [d_(k), d_(m+1-k)] covers at least
-/// 1 − alpha), from the exact distribution for small samples, else the normal approximation.
-fn critical_rank(n1: usize, n2: usize, alpha: f64) -> usize {
+/// 1 − alpha), from the exact distribution (`counts`) for small samples, else the normal
+/// approximation with `z`, the normal quantile of 1 − alpha / 2.
+fn critical_rank(n1: usize, n2: usize, alpha: f64, counts: Option<&Vec<f64>>, z: f64) -> usize {
     let m = (n1 * n2) as f64;
-    if n1 <= EXACT_MAX && n2 <= EXACT_MAX {
-        let counts = u_counts(n1, n2);
+    if let Some(counts) = counts {
         let total: f64 = counts.iter().sum();
         let mut below = 0.0;
         let mut k = 0;
-        for count in counts {
+        for &count in counts {
             if (below + count) / total > alpha / 2.0 {
                 break;
             }
@@ -137,7 +160,6 @@ fn critical_rank(n1: usize, n2: usize, alpha: f64) -> usize {
         }
         return k;
     }
-    let z = normal_quantile(1.0 - alpha / 2.0);
     let sd = (m * (n1 + n2 + 1) as f64 / 12.0).sqrt();
     (m / 2.0 - z * sd).floor().max(0.0) as usize
 }

@@ -3,41 +3,6 @@
 
 mod common;
 use common::*;
-use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn flake_source(a: u32) -> String {
-    format!("{{ outputs = {{ self }}: let {FIB} in {{ lib.a = fib {a}; lib.b = fib 10; lib.c = fib 12; }}; }}")
-}
-
-/// A git flake whose second commit makes `lib.a` compute fib 16 instead of fib 15; returns the
-/// repository and the first commit.
-fn two_commits() -> (tempfile::TempDir, String) {
-    let repo = tempfile::tempdir().unwrap();
-    let r = repo.path();
-    git(r, &["init", "-q"]);
-    std::fs::write(r.join("flake.nix"), flake_source(15)).unwrap();
-    git(r, &["add", "flake.nix"]);
-    git(r, &["commit", "-q", "-m", "base"]);
-    let base_rev = git(r, &["rev-parse", "HEAD"]);
-    std::fs::write(r.join("flake.nix"), flake_source(16)).unwrap();
-    git(r, &["commit", "-q", "-a", "-m", "grow a"]);
-    (repo, base_rev)
-}
 
 /// The fncalls change of `path` in a `compare --format json` document.
 fn fncalls_delta(v: &serde_json::Value, path: &str) -> f64 {

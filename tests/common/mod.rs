@@ -167,3 +167,39 @@ pub fn assert_file_absent(path: &Path) {
 pub fn thunks_readable(report: &Report) -> bool {
     NixVersion::parse(&report.meta.nix_version).is_some_and(|v| !v.at_least(2, 32))
 }
+
+// ---- a flake in git, two commits -------------------------------------------------------
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn fib_flake_source(a: u32) -> String {
+    format!("{{ outputs = {{ self }}: let {FIB} in {{ lib.a = fib {a}; lib.b = fib 10; lib.c = fib 12; }}; }}")
+}
+
+/// A git flake whose second commit makes `lib.a` compute fib 16 instead of fib 15; returns the
+/// repository and the first commit.
+pub fn two_commits() -> (tempfile::TempDir, String) {
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q"]);
+    std::fs::write(r.join("flake.nix"), fib_flake_source(15)).unwrap();
+    git(r, &["add", "flake.nix"]);
+    git(r, &["commit", "-q", "-m", "base"]);
+    let base_rev = git(r, &["rev-parse", "HEAD"]);
+    std::fs::write(r.join("flake.nix"), fib_flake_source(16)).unwrap();
+    git(r, &["commit", "-q", "-a", "-m", "grow a"]);
+    (repo, base_rev)
+}
+

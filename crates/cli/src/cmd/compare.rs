@@ -15,6 +15,8 @@ pub enum Format {
     Table,
     Markdown,
     Json,
+    /// One self-contained page: regressions first, the output tree, a differential flamegraph.
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -70,8 +72,9 @@ pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -
         }
     }
     let opts = MergeOptions { metrics, inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false };
-    let base = merge_files(base, &opts)?;
-    let new = merge_files(new, &opts)?;
+    let (base_files, new_files) = (base, new);
+    let base = merge_files(base_files, &opts)?;
+    let new = merge_files(new_files, &opts)?;
     gate::check_testable(&args.fail_on, base.runs.len(), new.runs.len()).map_err(BadInput)?;
     let comparison = compare(&base, &new, args.confidence);
     let violations = gate::violations(&args.fail_on, &comparison);
@@ -79,6 +82,7 @@ pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -
         Format::Table => render::compare::table(&comparison, &violations),
         Format::Markdown => render::compare::markdown(&comparison, &violations),
         Format::Json => render::compare::json(&comparison, &violations),
+        Format::Html => html(&comparison, &violations, base_files, new_files)?,
     };
     args.output.emit(&text)?;
     if violations.is_empty() {
@@ -87,4 +91,26 @@ pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -
         eprintln!("nix-evalcost: {} broken", nix_evalcost_core::units::plural(violations.len(), "rule"));
         Ok(crate::EXIT_FAILURE)
     }
+}
+
+/// The comparison as a page, with a differential flamegraph of the first metric (when it adds
+/// up) drawn from the full reports.
+fn html(c: &nix_evalcost_core::compare::Comparison, violations: &[gate::Violation], base: &[PathBuf], new: &[PathBuf]) -> anyhow::Result<String> {
+    use nix_evalcost_core::render::flamegraph::{folded, title};
+    use nix_evalcost_core::report_io::read_report;
+    let broken: Vec<String> = violations
+        .iter()
+        .map(|v| format!("{} at {}", v.rule.text, v.path.map_or("totals".into(), nix_evalcost_core::attrpath::display_path)))
+        .collect();
+    let page = render::html::comparison_page(c, "nix-evalcost: comparison", &broken);
+    let metric = c.metrics[0];
+    let mut svgs = Vec::new();
+    if metric.is_additive() {
+        let load = |files: &[PathBuf]| files.iter().map(|f| read_report(f)).collect::<Result<Vec<_>, _>>();
+        let (before, after) = (load(base)?, load(new)?);
+        let options = crate::svg::SvgOptions { title: title(&after, metric), subtitle: Some("NEW against BASE: red grew, blue shrank".into()), metric, width: 1600 };
+        let svg = crate::svg::diff_svg(&folded(&before, metric), &folded(&after, metric), &options)?;
+        svgs.push((format!("differential flamegraph: {}", metric.name), svg));
+    }
+    Ok(render::html::render(&page, &svgs))
 }

@@ -23,6 +23,10 @@ pub struct ProfileArgs {
     /// Where to write the report (`.json`, or `.json.gz` to gzip it).
     #[arg(short, long, default_value = "evalcost-report.json")]
     output: PathBuf,
+    /// Also write a self-contained HTML page of the report here (table, output tree,
+    /// flamegraphs).
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
@@ -99,7 +103,30 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             eprintln!("flamegraph written to {}", svg.display());
         }
     }
+    if let Some(html) = &args.html {
+        write_html(&report, &output, html, &args.select)?;
+        eprintln!("HTML report written to {}", html.display());
+    }
     Ok(0)
+}
+
+/// The report as a self-contained page, with its flamegraphs (call stacks when it has them,
+/// else the attribute paths) for wall time and allocation.
+fn write_html(report: &Report, output: &Path, html: &Path, select: &SelectArgs) -> Result<()> {
+    use crate::svg::{svg, SvgOptions, INVISIBLE};
+    use nix_evalcost_core::render::flamegraph::{folded_above, title};
+    let merged = merge_report(report, output, &select.merge_options(true));
+    let flake = report.meta.flake.as_ref().map_or("(no flake)".to_string(), |f| f.original_ref.clone());
+    let page = nix_evalcost_core::render::html::merged_page(&merged, &format!("nix-evalcost: {flake}"));
+    let mut svgs = Vec::new();
+    for name in ["wall", "alloc"] {
+        let metric = nix_evalcost_core::metric::find(name).map_err(|e| anyhow!(e))?;
+        let options = SvgOptions { title: title(std::slice::from_ref(report), metric), subtitle: None, metric, width: 1600 };
+        svgs.push((format!("flamegraph: {name}"), svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?));
+    }
+    let text = nix_evalcost_core::render::html::render(&page, &svgs);
+    nix_evalcost_core::report_io::write_atomically(html, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    Ok(())
 }
 
 fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {

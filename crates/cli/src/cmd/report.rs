@@ -13,6 +13,8 @@ pub enum Format {
     Csv,
     Json,
     Openmetrics,
+    /// One self-contained page: sortable table, output tree, no network.
+    Html,
 }
 
 #[derive(clap::Args)]
@@ -44,6 +46,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         Format::Csv => render::csv::render(&view),
         Format::Json => render::json::render(&view),
         Format::Openmetrics => render::openmetrics::render(&view),
+        Format::Html => render::html::render(&render::html::merged_page(&merged, &format!("nix-evalcost: {}", view.flake())), &[]),
     };
     args.output.emit(&text)?;
     Ok(0)

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod csv;
 pub mod flamegraph;
 pub mod graph;
+pub mod html;
 pub mod info;
 pub mod json;
 pub mod markdown;

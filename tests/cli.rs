@@ -11,8 +11,14 @@ fn example_flake() -> String {
 
 #[test]
 fn example_flake_profile_prints_a_table() {
-    let run = profile(&example_flake(), &["--metric", "fncalls", "--top", "5"]);
+    let html = tempfile::tempdir().unwrap();
+    let page = html.path().join("report.html");
+    let run = profile(&example_flake(), &["--metric", "fncalls", "--top", "5", "--html", page.to_str().unwrap()]);
     run.assert_success();
+    // The HTML page of the same report: self-contained, with the outputs as data.
+    let text = std::fs::read_to_string(&page).unwrap();
+    assert!(text.starts_with("<!DOCTYPE html>") && text.contains("\"fib-table\"") && !text.contains("http"), "a self-contained page");
+    assert!(text.contains("data:image/svg+xml;base64,"), "flamegraphs embedded");
     let stdout = run.stdout();
     let report = run.report();
     let sys = current_system();

@@ -80,6 +80,18 @@ fn headline(c: &Comparison) -> String {
     s
 }
 
+/// A total's row: metric, before, after, change, relative change, evidence.
+fn total_cells(c: &Comparison, ch: &Change) -> [String; 6] {
+    [
+        ch.metric.name.to_string(),
+        value(ch.before, ch),
+        value(ch.after, ch),
+        signed(ch.delta, ch),
+        relative(ch),
+        evidence(ch, (c.base_runs, c.new_runs)),
+    ]
+}
+
 fn rule_line(v: &Violation) -> (String, String) {
     let at = v.path.map_or("totals".to_string(), display_path);
     let what = format!(
@@ -106,16 +118,8 @@ pub fn table(c: &Comparison, violations: &[Violation]) -> String {
     }
     let _ = writeln!(out, "\ntotals:");
     for ch in &c.totals {
-        let _ = writeln!(
-            out,
-            "  {:<14} {:>10} → {:>10}  {:>11} {:>8}  {}",
-            ch.metric.name,
-            value(ch.before, ch),
-            value(ch.after, ch),
-            signed(ch.delta, ch),
-            relative(ch),
-            evidence(ch, (c.base_runs, c.new_runs))
-        );
+        let [name, before, after, delta, rel, evidence] = total_cells(c, ch);
+        let _ = writeln!(out, "  {name:<14} {before:>10} → {after:>10}  {delta:>11} {rel:>8}  {evidence}");
     }
     let rows = changed(c);
     let _ = writeln!(out, "\n{} changed ({}):", plural(rows.len(), "output"), c.metrics[0].name);
@@ -168,16 +172,8 @@ pub fn markdown(c: &Comparison, violations: &[Violation]) -> String {
     }
     let _ = writeln!(out, "| metric | before | after | change | | evidence |\n|---|---:|---:|---:|---:|---|");
     for ch in &c.totals {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            ch.metric.name,
-            value(ch.before, ch),
-            value(ch.after, ch),
-            escape(&signed(ch.delta, ch)),
-            relative(ch),
-            escape(&evidence(ch, (c.base_runs, c.new_runs)))
-        );
+        let cells = total_cells(c, ch).map(|cell| escape(&cell));
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
     }
     let rows = changed(c);
     if !rows.is_empty() {

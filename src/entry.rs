@@ -16,22 +16,7 @@ const MARKER_LEN: usize = BUILT_FOR_PREFIX.len() + BUILT_FOR.len() + 1;
 /// explains a mismatch before Nix fails to load us).
 #[used]
 #[no_mangle]
-pub static NIX_EVALCOST_BUILT_FOR: [u8; MARKER_LEN] = marker();
-
-const fn marker() -> [u8; MARKER_LEN] {
-    let mut out = [0u8; MARKER_LEN];
-    let (prefix, version) = (BUILT_FOR_PREFIX.as_bytes(), BUILT_FOR.as_bytes());
-    let mut i = 0;
-    while i < prefix.len() {
-        out[i] = prefix[i];
-        i += 1;
-    }
-    while i < prefix.len() + version.len() {
-        out[i] = version[i - prefix.len()];
-        i += 1;
-    }
-    out
-}
+pub static NIX_EVALCOST_BUILT_FOR: [u8; MARKER_LEN] = protocol::marker(BUILT_FOR_PREFIX, BUILT_FOR);
 
 /// Called by Nix right after it loads the plugin. Registers the builtins when this is the Nix
 /// the plugin was built for; otherwise says so once, and Nix goes on without them.

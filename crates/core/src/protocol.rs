@@ -90,6 +90,19 @@ impl Progress for ProgressPipe {
     }
 }
 
+/// `head` then `tail`, NUL-padded to `N` bytes, at compile time: the markers the plugin and the
+/// loader carry as statics (`N` must hold both).
+pub const fn marker<const N: usize>(head: &str, tail: &str) -> [u8; N] {
+    let (head, tail) = (head.as_bytes(), tail.as_bytes());
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < head.len() + tail.len() {
+        out[i] = if i < head.len() { head[i] } else { tail[i - head.len()] };
+        i += 1;
+    }
+    out
+}
+
 /// The Nix version recorded in a plugin binary's bytes, if it carries the marker.
 pub fn built_for(binary: &[u8]) -> Option<String> {
     let prefix = BUILT_FOR_PREFIX.as_bytes();
@@ -220,6 +233,13 @@ mod tests {
         assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), ProgressLine { nodes: 12, path: "packages.x86_64-linux.hello".into() });
         assert_eq!(ProgressLine::parse("40\t"), ProgressLine { nodes: 40, path: String::new() });
         assert_eq!(ProgressLine::parse("junk"), ProgressLine { nodes: 0, path: String::new() });
+    }
+
+    #[test]
+    fn markers_are_built_at_compile_time() {
+        const M: [u8; 8] = marker("ab", "cde");
+        assert_eq!(&M, b"abcde\0\0\0");
+        assert_eq!(built_for(&marker::<40>(BUILT_FOR_PREFIX, "2.26.3")).as_deref(), Some("2.26.3"));
     }
 
     #[test]

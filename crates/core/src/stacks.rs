@@ -236,10 +236,6 @@ impl CallTree {
         }
     }
 
-    pub fn depth(&self) -> usize {
-        self.open.len()
-    }
-
     /// Closes calls left open (an interrupted walk) and computes exclusive costs.
     pub fn finish(mut self, now: CallCost, source: &str) -> Stacks {
         while !self.open.is_empty() {

@@ -23,18 +23,7 @@ const NO_NIX_SYMBOLS: &str = nix_evalcost_core::protocol::NO_NIX_SYMBOLS;
 /// Tells the CLI this file is the loader, not a plugin build.
 #[used]
 #[no_mangle]
-pub static NIX_EVALCOST_LOADER: [u8; LOADER_MARKER.len()] = marker();
-
-const fn marker() -> [u8; LOADER_MARKER.len()] {
-    let mut out = [0u8; LOADER_MARKER.len()];
-    let bytes = LOADER_MARKER.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        out[i] = bytes[i];
-        i += 1;
-    }
-    out
-}
+pub static NIX_EVALCOST_LOADER: [u8; LOADER_MARKER.len()] = nix_evalcost_core::protocol::marker(LOADER_MARKER, "");
 
 /// Called by Nix right after it loads this file.
 #[no_mangle]

@@ -99,31 +99,27 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
                 nix_evalcost_core::units::plural(stacks.folded_calls as usize, "call")
             );
         }
-        for svg in write_flamegraphs(&report, &output)? {
-            eprintln!("flamegraph written to {}", svg.display());
+    }
+    // Drawn once, for the files beside the report and for the HTML page.
+    let flamegraphs = if report.stacks.is_some() || args.html.is_some() { draw_flamegraphs(&report)? } else { Vec::new() };
+    if report.stacks.is_some() {
+        for path in write_flamegraphs(&flamegraphs, &output)? {
+            eprintln!("flamegraph written to {}", path.display());
         }
     }
     if let Some(html) = &args.html {
-        write_html(&report, &output, html, &args.select)?;
+        write_html(&report, &output, html, &args.select, &flamegraphs)?;
         eprintln!("HTML report written to {}", html.display());
     }
     Ok(0)
 }
 
-/// The report as a self-contained page, with its flamegraphs (call stacks when it has them,
-/// else the attribute paths) for wall time and allocation.
-fn write_html(report: &Report, output: &Path, html: &Path, select: &SelectArgs) -> Result<()> {
-    use crate::svg::{svg, SvgOptions, INVISIBLE};
-    use nix_evalcost_core::render::flamegraph::{folded_above, title};
+/// The report as a self-contained page, with its flamegraphs (from [`draw_flamegraphs`]).
+fn write_html(report: &Report, output: &Path, html: &Path, select: &SelectArgs, flamegraphs: &[Flamegraph]) -> Result<()> {
     let merged = merge_report(report, output, &select.merge_options(true));
     let flake = report.meta.flake.as_ref().map_or("(no flake)".to_string(), |f| f.original_ref.clone());
     let page = nix_evalcost_core::render::html::merged_page(&merged, &format!("nix-evalcost: {flake}"));
-    let mut svgs = Vec::new();
-    for name in ["wall", "alloc"] {
-        let metric = nix_evalcost_core::metric::find(name).map_err(|e| anyhow!(e))?;
-        let options = SvgOptions { title: title(std::slice::from_ref(report), metric), subtitle: None, metric, width: 1600 };
-        svgs.push((format!("flamegraph: {name}"), svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?));
-    }
+    let svgs: Vec<(String, Vec<u8>)> = flamegraphs.iter().map(|(metric, svg)| (format!("flamegraph: {metric}"), svg.clone())).collect();
     let text = nix_evalcost_core::render::html::render(&page, &svgs);
     nix_evalcost_core::report_io::write_atomically(html, |w| std::io::Write::write_all(w, text.as_bytes()))?;
     Ok(())
@@ -222,32 +218,40 @@ pub fn exit_status_for(signal: i32) -> i32 {
     128 + signal
 }
 
-/// Time and memory flamegraphs of a report with stacks, beside it: `<name>.wall.svg`,
-/// `<name>.alloc.svg` (`<name>` is the report's file name without `.json[.gz]`), drawn in
-/// parallel (a recursive evaluation can have hundreds of thousands of distinct stacks).
-fn write_flamegraphs(report: &Report, output: &Path) -> Result<Vec<PathBuf>> {
+/// A drawn flamegraph: the metric's name and the SVG.
+type Flamegraph = (&'static str, Vec<u8>);
+
+/// Time and memory flamegraphs of a report (call stacks above each output when it has them,
+/// else its attribute paths), drawn in parallel: a recursive evaluation can have hundreds of
+/// thousands of distinct stacks.
+fn draw_flamegraphs(report: &Report) -> Result<Vec<Flamegraph>> {
     use crate::svg::{svg, SvgOptions, INVISIBLE};
     use nix_evalcost_core::render::flamegraph::{folded_above, title};
-    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
-    let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
-    let draw = |metric: &str| -> Result<PathBuf> {
-        let metric = nix_evalcost_core::metric::find(metric).map_err(|e| anyhow!(e))?;
-        let options = SvgOptions {
-            title: title(std::slice::from_ref(report), metric),
-            subtitle: Some(format!("call stacks under each flake output; {}", frames_are(report))),
-            metric,
-            width: 1600,
-        };
-        let bytes = svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?;
-        let path = output.with_file_name(format!("{stem}.{}.svg", metric.name));
-        nix_evalcost_core::report_io::write_atomically(&path, |w| std::io::Write::write_all(w, &bytes))?;
-        Ok(path)
+    let subtitle = report.stacks.as_ref().map(|_| format!("call stacks under each flake output; {}", frames_are(report)));
+    let draw = |name: &'static str| -> Result<Flamegraph> {
+        let metric = nix_evalcost_core::metric::find(name).map_err(|e| anyhow!(e))?;
+        let options = SvgOptions { title: title(std::slice::from_ref(report), metric), subtitle: subtitle.clone(), metric, width: 1600 };
+        Ok((name, svg(&folded_above(std::slice::from_ref(report), metric, INVISIBLE), &options)?))
     };
     std::thread::scope(|scope| {
         let memory = scope.spawn(|| draw("alloc"));
         let time = draw("wall");
         Ok(vec![time?, memory.join().map_err(|_| anyhow!("drawing the memory flamegraph failed"))??])
     })
+}
+
+/// The flamegraphs beside the report: `<name>.wall.svg`, `<name>.alloc.svg` (`<name>` is the
+/// report's file name without `.json[.gz]`).
+fn write_flamegraphs(flamegraphs: &[Flamegraph], output: &Path) -> Result<Vec<PathBuf>> {
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
+    let stem = name.trim_end_matches(".gz").trim_end_matches(".json");
+    let mut written = Vec::new();
+    for (metric, bytes) in flamegraphs {
+        let path = output.with_file_name(format!("{stem}.{metric}.svg"));
+        nix_evalcost_core::report_io::write_atomically(&path, |w| std::io::Write::write_all(w, bytes))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// What a frame of the report's call stacks is (it depends on the Nix that sensed them).

@@ -55,7 +55,7 @@ fn main() {
     cxx_build::CFG.include_prefix = "nix-evalcost";
     let mut build = cxx_build::bridge("src/bridge.rs");
     build
-        .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/stacks.cc", "cpp/primops.cc"])
+        .files(["cpp/counters.cc", "cpp/walk.cc", "cpp/stacks.cc", "cpp/primops.cc", "cpp/passive.cc", "cpp/got.cc"])
         // Nix's own language standard: C++20 up to 2.29; C++23 from 2.30 (its headers use
         // std::ranges::to, std::views::zip, std::unreachable; checked on 2.34).
         .std(if minor >= 30 { "c++23" } else { "c++20" })

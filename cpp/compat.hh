@@ -24,6 +24,7 @@
 #include "signals.hh"
 #include "common-eval-args.hh"
 #include "flake/flake.hh"
+#include "config-global.hh"
 #else
 // Nix 2.28+: headers live under nix/<component>/.
 #include "nix/expr/eval.hh"
@@ -34,6 +35,7 @@
 #include "nix/util/signals.hh"
 #include "nix/cmd/common-eval-args.hh"
 #include "nix/flake/flake.hh"
+#include "nix/util/config-global.hh"
 #endif
 
 #include <gc/gc.h>
@@ -193,6 +195,25 @@ inline nix::FlakeRef parseFlakeRefAt(nix::EvalState & state, const std::string &
 }
 
 inline const std::string & nixVersion() { return nix::nixVersion; }
+
+// ---- passive profiling -------------------------------------------------------------------------
+
+// The functions whose calls passive profiling redirects (cpp/got.hh), with their exact types:
+// a wrapper must have the signature of what it stands for. Mangled names are what the dynamic
+// linker binds (`nm -D`); the same on 2.26 and 2.35.
+using EvalStateConstructor = void (*)(nix::EvalState *, const nix::LookupPath &, nix::ref<nix::Store>,
+    const nix::fetchers::Settings &, const nix::EvalSettings &, std::shared_ptr<nix::Store>);
+inline constexpr const char * evalStateConstructorSymbol =
+    "_ZN3nix9EvalStateC1ERKNS_10LookupPathENS_3refINS_5StoreEEERKNS_8fetchers8SettingsERKNS_12EvalSettingsESt10shared_ptrIS5_E";
+
+using LockFlake = nix::flake::LockedFlake (*)(const nix::flake::Settings &, nix::EvalState &, const nix::FlakeRef &,
+    const nix::flake::LockFlags &);
+inline constexpr const char * lockFlakeSymbol =
+    "_ZN3nix5flake9lockFlakeERKNS0_8SettingsERNS_9EvalStateERKNS_8FlakeRefERKNS0_9LockFlagsE";
+
+// Whether Nix was interrupted (SIGINT): its flag (signals-impl.hh, the same on 2.26 and 2.35),
+// without the interrupt callbacks that nix::isInterrupted() may also run.
+inline bool interrupted() { return nix::unix::_isInterrupted; }
 
 } // namespace evalcost::compat
 

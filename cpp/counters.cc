@@ -1,12 +1,14 @@
 // counters.cc: where Nix's counters are read (the plugin's only sensor of evaluation work).
 #include "state.hh"
+#include "passive.hh"
 #include "nix-evalcost/src/bridge.rs.h"
 
 namespace evalcost {
 
 static nix::EvalState * activeState = nullptr;
 
-nix::EvalState * currentState() noexcept { return activeState; }
+// A builtin's evaluator while it runs, else the one passive profiling measures.
+nix::EvalState * currentState() noexcept { return activeState ? activeState : currentPassiveState(); }
 ActiveState::ActiveState(nix::EvalState & state) : previous(activeState) { activeState = &state; }
 ActiveState::~ActiveState() { activeState = previous; }
 
@@ -25,7 +27,7 @@ RawCounters read_call_counters() noexcept
     c.thunks = compat::thunkCount();
     c.gc_total_bytes = GC_get_total_bytes();
     c.gc_cycles = nix::getGCCycles();
-    auto * s = activeState;
+    auto * s = currentState();
     if (!s) return c;
     c.function_calls = compat::stateCounter<compat::Tag_nrFunctionCalls>(*s);
     c.primop_calls = compat::stateCounter<compat::Tag_nrPrimOpCalls>(*s);

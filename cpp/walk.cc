@@ -127,6 +127,8 @@ private:
     }
 };
 
+} // namespace
+
 FlakeFacts describeFlake(const nix::flake::LockedFlake & locked, const std::string & original)
 {
     auto & ref = locked.flake.lockedRef;
@@ -143,8 +145,6 @@ FlakeFacts describeFlake(const nix::flake::LockedFlake & locked, const std::stri
         .last_modified = lastModified ? int64_t(*lastModified) : -1,
     };
 }
-
-} // namespace
 
 void walkFlake(nix::EvalState & state, const WalkRequest & request)
 {

@@ -8,6 +8,7 @@ use crate::calls::{
     stack_frame, walk_abandon, walk_begin, walk_finish, walk_flake, walk_phase,
 };
 use crate::entry::plugin_enabled;
+use crate::passive::{passive_begin, passive_end, passive_flake, passive_setting_specs};
 
 #[cxx::bridge(namespace = "evalcost")]
 pub(crate) mod ffi {
@@ -114,8 +115,26 @@ pub(crate) mod ffi {
         interrupted: bool,
     }
 
+    /// One nix.conf setting the plugin registers (the core's `passive::SETTINGS`).
+    struct SettingSpec {
+        name: String,
+        default_value: String,
+        description: String,
+    }
+
+    /// Whether passive profiling measures this process, and with call stacks.
+    #[derive(Clone, Copy)]
+    struct PassiveStart {
+        measured: bool,
+        stacks: bool,
+    }
+
     extern "Rust" {
         fn plugin_enabled() -> bool;
+        fn passive_setting_specs() -> Vec<SettingSpec>;
+        fn passive_begin(settings: Vec<String>) -> PassiveStart;
+        fn passive_end(interrupted: bool, failed: bool);
+        fn passive_flake(facts: FlakeFacts);
         fn walk_begin(request: WalkRequest) -> Result<()>;
         fn walk_phase(name: &str) -> Result<()>;
         fn walk_flake(facts: FlakeFacts) -> Result<()>;
@@ -140,5 +159,8 @@ pub(crate) mod ffi {
         fn nix_version() -> String;
         fn register_primops() -> Result<()>;
         fn stack_source() -> &'static str;
+        include!("nix-evalcost/cpp/passive.hh");
+        fn register_passive_settings() -> Result<()>;
+        fn install_passive_hooks() -> String;
     }
 }

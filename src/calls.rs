@@ -29,7 +29,7 @@ thread_local! {
     static INNERMOST_NODE: Cell<Option<u32>> = const { Cell::new(None) };
 }
 
-fn lock() -> MutexGuard<'static, Option<Session<NixSensor>>> {
+pub(crate) fn lock() -> MutexGuard<'static, Option<Session<NixSensor>>> {
     SESSION.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -44,12 +44,23 @@ fn with_session<T>(what: &str, f: impl FnOnce(&mut Session<NixSensor>) -> Result
     })
 }
 
+/// Starts (or stops) profiling call stacks on this thread, under the session's nodes.
+pub(crate) fn set_call_tree(tree: Option<CallTree>) {
+    CALL_TREE.with(|t| *t.borrow_mut() = tree);
+    INNERMOST_NODE.with(|n| n.set(None));
+}
+
+/// Publishes the session's innermost node for the call-stack hooks.
+pub(crate) fn publish_innermost(session: &Session<NixSensor>) {
+    INNERMOST_NODE.with(|n| n.set(session.innermost()));
+}
+
 fn with_call_tree<T>(f: impl FnOnce(&mut CallTree) -> T) -> Option<T> {
     CALL_TREE.with(|tree| tree.borrow_mut().as_mut().map(f))
 }
 
 /// The stacks profiled so far, closed at the current reading.
-fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
+pub(crate) fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
     CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(sensor::call_reading(), ffi::stack_source()))
 }
 
@@ -80,7 +91,7 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 /// What every report says about the process and the tool.
-fn meta(mode: &str, argv: Vec<String>) -> Meta {
+pub(crate) fn meta(mode: &str, argv: Vec<String>) -> Meta {
     Meta {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         nix_version: ffi::nix_version(),
@@ -92,7 +103,7 @@ fn meta(mode: &str, argv: Vec<String>) -> Meta {
     }
 }
 
-fn new_session(mode: Mode, meta: Meta, systems: Systems) -> Session<NixSensor> {
+pub(crate) fn new_session(mode: Mode, meta: Meta, systems: Systems) -> Session<NixSensor> {
     let progress = ProgressPipe::from_env().map(|p| Box::new(p) as _);
     Session::new(mode, meta, systems, sensor::sizes(), NixSensor::default(), progress)
 }
@@ -127,16 +138,20 @@ pub fn walk_phase(name: &str) -> Result<(), String> {
 
 pub fn walk_flake(facts: ffi::FlakeFacts) -> Result<(), String> {
     with_session("recording the flake", |s| {
-        s.record_flake(FlakeMeta {
-            original_ref: facts.original_ref,
-            locked_url: facts.locked_url,
-            rev: non_empty(facts.rev),
-            dirty_rev: non_empty(facts.dirty_rev),
-            nar_hash: non_empty(facts.nar_hash),
-            last_modified: (facts.last_modified >= 0).then_some(facts.last_modified),
-        });
+        s.record_flake(flake_meta(facts));
         Ok(())
     })
+}
+
+pub(crate) fn flake_meta(facts: ffi::FlakeFacts) -> FlakeMeta {
+    FlakeMeta {
+        original_ref: facts.original_ref,
+        locked_url: facts.locked_url,
+        rev: non_empty(facts.rev),
+        dirty_rev: non_empty(facts.dirty_rev),
+        nar_hash: non_empty(facts.nar_hash),
+        last_modified: (facts.last_modified >= 0).then_some(facts.last_modified),
+    }
 }
 
 pub fn node_enter(parent: u32, name: &str) -> Result<u32, String> {

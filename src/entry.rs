@@ -31,10 +31,26 @@ pub extern "C" fn nix_plugin_entry() {
                  Its builtins are not registered"
             ));
         }
-        ffi::register_primops().map_err(|e| format!("registering builtins: {e}"))
+        ffi::register_primops().map_err(|e| format!("registering builtins: {e}"))?;
+        ffi::register_passive_settings().map_err(|e| format!("registering settings: {e}"))?;
+        install_passive_hooks()
     });
     if let Err(message) = outcome {
         eprintln!("warning: nix-evalcost: {message}");
+    }
+}
+
+/// Passive profiling needs to see evaluators come and go. Off (`NIX_EVALCOST=0`), nothing is
+/// redirected at all.
+fn install_passive_hooks() -> Result<(), String> {
+    if !plugin_enabled() {
+        return Ok(());
+    }
+    let why_not = ffi::install_passive_hooks();
+    if why_not.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("passive profiling is unavailable: {why_not}"))
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`entry`]: `nix_plugin_entry`, the built-for marker, the on/off switch;
 //! - `bridge`: the cxx declarations (private);
 //! - [`calls`]: the functions the shim calls, over one [`Session`](nix_evalcost_core::session);
-//! - [`sensor`]: Nix's counters and the process's probes as the core's readings.
+//! - [`sensor`]: Nix's counters and the process's probes as the core's readings;
+//! - [`passive`]: passive profiling (every evaluating command, configured in nix.conf).
 //!
 //! Its logic is unit-tested in the core; this crate has no unit tests of its own (a test
 //! harness would link the shim without Nix's libraries). `tests/` drives the built plugin.
@@ -14,5 +15,6 @@
 mod bridge;
 mod calls;
 mod entry;
+mod passive;
 mod probe;
 mod sensor;

@@ -80,3 +80,16 @@ pub fn hostname() -> String {
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
+
+/// 64 random bits from the kernel (for the sampling decision and report names). Falls back to
+/// the clock and pid should getrandom fail: a draw, not a secret.
+pub fn random_u64() -> u64 {
+    let mut bits = 0u64;
+    // SAFETY: getrandom writes at most 8 bytes into `bits`.
+    let n = unsafe { libc::getrandom((&mut bits as *mut u64).cast(), 8, 0) };
+    if n == 8 {
+        return bits;
+    }
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos.rotate_left(17) ^ (std::process::id() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}

@@ -175,27 +175,6 @@ fn sigkill_of_nix_names_the_output_being_walked() {
     assert_only(dir.path(), &[]);
 }
 
-/// A tmpfs of `size` mounted at a fresh directory (the tests run as root in their own mount
-/// namespace: scripts/nix-env). Unmounted on drop.
-struct Mount(tempfile::TempDir);
-
-impl Mount {
-    fn tmpfs(options: &str) -> Option<Mount> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir.path()).status().is_ok_and(|s| s.success());
-        ok.then_some(Mount(dir))
-    }
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
-}
-
 #[test]
 fn a_full_disk_is_said_to_be_a_full_disk() {
     let Some(disk) = Mount::tmpfs("size=16k") else {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use nix_evalcost_core::merge::{merge_json, MergeOptions};
+use nix_evalcost_core::merge::{merge_json, GroupBy, MergeOptions};
 use nix_evalcost_core::render::{csv, json, markdown, openmetrics, table, View};
 use nix_evalcost_core::{metric, stats::Stat};
 
@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         depth: (pick & 2 != 0).then_some((pick >> 4) as usize),
         filters: Vec::new(),
         allow_mixed: false,
+        group_by: (pick & 8 != 0).then_some(GroupBy::Command),
     };
     let Ok(merged) = merge_json("fuzz.json", json_bytes, &opts) else { return };
     let view = View::new(&merged, Stat::ALL[(pick as usize >> 2) % Stat::ALL.len()], 20);

@@ -203,3 +203,27 @@ pub fn two_commits() -> (tempfile::TempDir, String) {
     (repo, base_rev)
 }
 
+
+// ---- file systems that fail ------------------------------------------------------------
+
+/// A tmpfs of `size` mounted at a fresh directory (the tests run as root in their own mount
+/// namespace: scripts/nix-env). Unmounted on drop.
+pub struct Mount(tempfile::TempDir);
+
+impl Mount {
+    pub fn tmpfs(options: &str) -> Option<Mount> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir.path()).status().is_ok_and(|s| s.success());
+        ok.then_some(Mount(dir))
+    }
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+

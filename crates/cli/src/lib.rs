@@ -103,7 +103,7 @@ impl SelectArgs {
     fn merge_options(&self, allow_mixed: bool) -> MergeOptions {
         let mut metrics = vec![self.metric];
         metrics.extend(self.columns.iter().filter(|m| m.name != self.metric.name));
-        MergeOptions { metrics, inclusive: self.inclusive, depth: self.depth, filters: self.filter.clone(), allow_mixed }
+        MergeOptions { metrics, inclusive: self.inclusive, depth: self.depth, filters: self.filter.clone(), allow_mixed, group_by: None }
     }
 }
 

@@ -5,6 +5,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::attrpath::nix_string;
 use nix_evalcost_core::nix_version::NixVersion;
+use nix_evalcost_core::passive;
 use nix_evalcost_core::protocol::{self, ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -216,6 +217,8 @@ impl NixRun<'_> {
             .args(["--extra-experimental-features", "nix-command flakes", "eval", "--json", "--expr", self.expression])
             .args(self.extra_args)
             .env(PROGRESS_FD_VAR, PROGRESS_FD.to_string())
+            // The walk writes its own report: no passive one besides it, whatever nix.conf says.
+            .env(passive::DIR_VAR, "")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

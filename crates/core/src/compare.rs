@@ -174,7 +174,7 @@ mod tests {
             })
             .collect();
         let metrics = vec![metric::find("thunks").unwrap(), metric::find("wall").unwrap()];
-        merge_files(&files, &MergeOptions { metrics, inclusive: false, depth: None, filters: Vec::new(), allow_mixed: true }).unwrap()
+        merge_files(&files, &MergeOptions { metrics, allow_mixed: true, ..MergeOptions::default() }).unwrap()
     }
 
     /// A run: `a` costs `a_thunks`, wall `wall` ns; `b` (if any) 10 thunks.

@@ -9,6 +9,7 @@
 //! - [`session`]: one measuring session of the plugin (nodes, phases, the report), fed readings;
 //! - [`stacks`]: call-stack profiles (the call tree under each walked node);
 //! - [`walk_policy`]: which outputs a walk visits;
+//! - [`passive`]: passive profiling's configuration, sampling, file names and retention;
 //! - [`report`]: the report schema; [`report_io`]: reading and writing it;
 //! - [`merge`]: merging many reports into per-path statistics ([`stats`], [`pathglob`]);
 //! - [`metric`], [`units`], [`render`]: one exporter per output format;
@@ -26,6 +27,7 @@ pub mod guard;
 pub mod merge;
 pub mod metric;
 pub mod nix_version;
+pub mod passive;
 pub mod pathglob;
 pub mod ranktest;
 pub mod protocol;

@@ -31,6 +31,47 @@ pub struct MergeOptions {
     pub filters: Vec<PathGlob>,
     /// Merge reports of different flake revisions, systems or modes anyway.
     pub allow_mixed: bool,
+    /// One row per command or per flake, of whole-process costs (passive reports of many
+    /// commands); reports of anything are merged then.
+    pub group_by: Option<GroupBy>,
+}
+
+impl Default for MergeOptions {
+    fn default() -> Self {
+        MergeOptions { metrics: Vec::new(), inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false, group_by: None }
+    }
+}
+
+/// What `report --group-by` puts in a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    /// The command (`nix build`, `nix flake check`, ...; walks are `nix-evalcost profile`).
+    Command,
+    /// The flake as given (`path:/src/app`, `github:owner/repo`), whatever its revision.
+    Flake,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 2] = [GroupBy::Command, GroupBy::Flake];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Command => "command",
+            GroupBy::Flake => "flake",
+        }
+    }
+
+    /// The row a report of `meta` falls in.
+    pub fn key(self, meta: &Meta) -> String {
+        match self {
+            GroupBy::Command if !meta.command.is_empty() => meta.command.clone(),
+            GroupBy::Command => match meta.mode.as_str() {
+                "walk" => "nix-evalcost profile".into(),
+                other => format!("({other})"),
+            },
+            GroupBy::Flake => meta.flake.as_ref().map_or_else(|| "(no flake)".into(), |f| f.original_ref.clone()),
+        }
+    }
 }
 
 /// One merged attribute path.
@@ -85,6 +126,15 @@ impl Merged {
         rows.sort_by(|a, b| b.stats[0].get(stat).total_cmp(&a.stats[0].get(stat)).then_with(|| a.path.cmp(&b.path)));
         rows.truncate(top);
         rows
+    }
+
+    /// How many processes the runs stand for, when some were sampled (passive reports at a
+    /// sample rate below 1): each run counts 1/rate (the Horvitz-Thompson estimate). None when
+    /// no run was sampled.
+    pub fn estimated_processes(&self) -> Option<f64> {
+        let rates = self.runs.iter().map(|r| r.meta.sample_rate.filter(|&p| p > 0.0).unwrap_or(1.0));
+        let sampled = self.runs.iter().any(|r| r.meta.sample_rate.is_some_and(|p| p < 1.0));
+        sampled.then(|| rates.map(|p| 1.0 / p).sum())
     }
 
     pub fn error_runs(&self) -> usize {
@@ -168,6 +218,9 @@ impl Accumulator {
     }
 
     fn add(&mut self, file: &Path, report: LeanReport, opts: &MergeOptions) {
+        if let Some(group_by) = opts.group_by {
+            return self.add_process(file, report, group_by, opts);
+        }
         let values = NodeValues::of(&report, opts);
         let mut key = String::new();
         for (i, node) in report.nodes.iter().enumerate() {
@@ -201,6 +254,31 @@ impl Accumulator {
         for (i, m) in opts.metrics.iter().enumerate() {
             self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
             self.unattributed[i].push(m.value(&report.unattributed, &Gauges::default(), &report.sizes));
+        }
+        self.runs.push(RunInfo { file: file.display().to_string(), meta: report.meta });
+    }
+
+    /// One sample of the whole process (its totals and end gauges) in its group's row.
+    fn add_process(&mut self, file: &Path, report: LeanReport, group_by: GroupBy, opts: &MergeOptions) {
+        let key = group_by.key(&report.meta);
+        if opts.filters.is_empty() || opts.filters.iter().any(|g| g.matches(std::slice::from_ref(&key))) {
+            let failed = report.nodes.iter().any(|n| n.error.is_some());
+            let entry = self.paths.entry(key.replace(SEP, " ")).or_insert_with(|| PathSamples {
+                kind: Kind::Command,
+                errors: 0,
+                samples: vec![Vec::new(); self.metric_count],
+            });
+            if failed {
+                entry.errors += 1;
+                entry.kind = Kind::Error;
+            }
+            for (samples, m) in entry.samples.iter_mut().zip(&opts.metrics) {
+                samples.push(m.value(&report.totals, &report.end, &report.sizes));
+            }
+        }
+        for (i, m) in opts.metrics.iter().enumerate() {
+            self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
+            self.unattributed[i].push(0);
         }
         self.runs.push(RunInfo { file: file.display().to_string(), meta: report.meta });
     }
@@ -351,7 +429,7 @@ pub fn merge_files(files: &[PathBuf], opts: &MergeOptions) -> Result<Merged, Mer
         all.absorb(partial);
     }
     let merged = all.finish(opts);
-    if !opts.allow_mixed {
+    if !opts.allow_mixed && opts.group_by.is_none() {
         check_compatible(&merged.runs)?;
     }
     Ok(merged)

@@ -35,7 +35,8 @@ pub struct Report {
 pub struct Meta {
     pub tool_version: String,
     pub nix_version: String,
-    /// "walk" (builtins.evalcostWalk) or "measure" (builtins.evalcostMeasure only).
+    /// "walk" (builtins.evalcostWalk), "measure" (builtins.evalcostMeasure only) or "passive"
+    /// (any evaluating `nix` command, with the plugin configured in nix.conf).
     pub mode: String,
     pub flake: Option<FlakeMeta>,
     /// Systems walked; empty with `all_systems`.
@@ -48,6 +49,16 @@ pub struct Meta {
     pub started_at: String,
     /// False if the walk was interrupted (Ctrl-C): the nodes are those reached so far.
     pub complete: bool,
+    /// Passive reports: the command (`nix build`, `nix-instantiate`, ...).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// Passive reports: the installables, attribute paths or files the command line names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entry_points: Vec<String>,
+    /// Passive reports: the probability with which this process was measured (its
+    /// `evalcost-sample-rate`); one report stands for 1/rate processes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -87,6 +98,8 @@ pub enum Kind {
     Error,
     /// A `builtins.evalcostMeasure` label.
     Measure,
+    /// A passive report's entry: everything the command evaluated (its installables).
+    Command,
     /// Being evaluated when the walk was stopped (Ctrl-C, a signal): its cost is what it had
     /// cost so far. Nodes never reached are not in the report.
     Interrupted,
@@ -97,7 +110,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Derivation,
         Kind::Attrset,
         Kind::Function,
@@ -111,6 +124,7 @@ impl Kind {
         Kind::External,
         Kind::Error,
         Kind::Measure,
+        Kind::Command,
         Kind::Interrupted,
         Kind::Unknown,
     ];
@@ -130,6 +144,7 @@ impl Kind {
             Kind::External => "external",
             Kind::Error => "error",
             Kind::Measure => "measure",
+            Kind::Command => "command",
             Kind::Interrupted => "interrupted",
             Kind::Unknown => "unknown",
         }

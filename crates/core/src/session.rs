@@ -41,6 +41,8 @@ pub enum Mode {
     /// `builtins.evalcostMeasure` outside a walk: the report goes to `report`, if any, when
     /// Nix exits.
     Measure { report: Option<PathBuf> },
+    /// Passive profiling: the report goes to `report` when the evaluation is over.
+    Passive { report: PathBuf },
 }
 
 /// What the walker observed about a node when it left it.
@@ -115,6 +117,10 @@ impl<S: Sensor> Session<S> {
         self.meta.flake = Some(flake);
     }
 
+    pub fn has_flake(&self) -> bool {
+        self.meta.flake.is_some()
+    }
+
     /// Which children of `parent`'s attribute set the walk visits (see [`walk_policy`]).
     pub fn plan_children(&self, parent: Option<u32>, names: Vec<String>) -> Plan {
         walk_policy::plan_children(self.path_of(parent), names, &self.systems)
@@ -143,6 +149,13 @@ impl<S: Sensor> Session<S> {
         let error = outcome.error.as_deref().map(clean_error).filter(|e| !e.is_empty());
         self.nodes[id as usize].outcome = Outcome { error, ..outcome };
         Ok(())
+    }
+
+    /// Passive profiling: the whole evaluation is one entry node, `label`, evaluated in the phase
+    /// `evaluation`. Returns its id.
+    pub fn begin_entry(&mut self, label: &str) -> u32 {
+        self.switch_phase(Some("evaluation"));
+        self.enter_node(None, label)
     }
 
     /// A measure label starts being evaluated, under the node being evaluated now. One node per

@@ -52,6 +52,7 @@ fn options(inclusive: bool, depth: Option<usize>) -> MergeOptions {
         depth,
         filters: vec![],
         allow_mixed: false,
+        group_by: None,
     }
 }
 

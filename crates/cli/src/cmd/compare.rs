@@ -71,7 +71,7 @@ pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -
             metrics.push(rule.metric);
         }
     }
-    let opts = MergeOptions { metrics, inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false };
+    let opts = MergeOptions { metrics, ..MergeOptions::default() };
     let (base_files, new_files) = (base, new);
     let base = merge_files(base_files, &opts)?;
     let new = merge_files(new_files, &opts)?;

@@ -1,8 +1,8 @@
 //! `nix-evalcost report INPUT...`: merge reports into per-path statistics, in one format.
 
 use crate::cmd::inputs;
-use crate::{table_options, OutputArgs, SelectArgs};
-use nix_evalcost_core::merge::merge_files;
+use crate::{choice, table_options, OutputArgs, SelectArgs};
+use nix_evalcost_core::merge::{merge_files, GroupBy, MergeOptions};
 use nix_evalcost_core::render::{self, View};
 use std::path::PathBuf;
 
@@ -29,13 +29,18 @@ pub struct ReportArgs {
     /// Merge reports of different flake revisions, system selections or modes anyway.
     #[arg(long)]
     allow_mixed: bool,
+    /// One row per command or per flake, of whole-process costs (passive reports of a day's
+    /// commands, say). Reports of anything merge then.
+    #[arg(long, value_parser = choice(&GroupBy::ALL, GroupBy::name))]
+    group_by: Option<GroupBy>,
     #[command(flatten)]
     output: OutputArgs,
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let files = inputs::expand(&args.inputs)?;
-    let merged = merge_files(&files, &args.select.merge_options(args.allow_mixed))?;
+    let options = MergeOptions { group_by: args.group_by, ..args.select.merge_options(args.allow_mixed) };
+    let merged = merge_files(&files, &options)?;
     let view = View::new(&merged, args.select.sort, args.select.top);
     let text = match args.format {
         Format::Table => {

@@ -74,6 +74,7 @@ pub fn report(run: u64) -> Report {
             argv: vec!["nix-evalcost".into(), "profile".into()],
             started_at: format!("2026-11-2{run}T10:00:00Z"),
             complete: true,
+            ..Meta::default()
         },
         sizes: Sizes { value: 24, env: 16, bindings: 16, attr: 16, pointer: 8 },
         totals,

@@ -88,8 +88,12 @@ pub fn merged_summary(view: &View) -> String {
     };
     let incomplete = m.runs.iter().filter(|r| !r.meta.complete).count();
     let failing = m.rows.iter().filter(|r| r.errors > 0).count();
+    let sampled = match m.estimated_processes() {
+        Some(n) => format!(" (sampled: about {n:.0} processes)"),
+        None => String::new(),
+    };
     format!(
-        "{}: {}{}, {}, {failing} failing ({} in all){}",
+        "{}: {}{sampled}{}, {}, {failing} failing ({} in all){}",
         sanitize_text(&view.flake()),
         plural(m.runs.len(), "run"),
         if revisions > 1 { format!(" of {revisions} revisions") } else { String::new() },

@@ -428,3 +428,29 @@ fn profile_is_not_doubled_by_passive_settings() {
     assert!(p.written().is_empty(), "{:?}", p.written());
     assert!(Path::new(&p.root.path().join("walk.json")).is_file());
 }
+
+#[test]
+fn ctrl_c_leaves_a_partial_report_and_nix_exits_as_it_would() {
+    let p = Passive::new(&[]);
+    // About 2 s of calls. Nix notices SIGINT only at its next interrupt check (2.26 checks none
+    // while calling lambdas), so it may finish the evaluation first; then it fails as
+    // interrupted all the same.
+    let slow = "let fib = n: if n < 2 then n else fib (n - 1) + fib (n - 2); in fib 35";
+    let interrupt = |conf: &Path| {
+        let mut child = p.command("nix", &["eval", "--expr", slow]).env("NIX_CONF_DIR", conf).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        child.wait().unwrap().code()
+    };
+    let plain = p.root.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::write(plain.join("nix.conf"), "experimental-features = nix-command flakes\n").unwrap();
+    let without = interrupt(&plain);
+    let with = interrupt(&p.conf_dir());
+    assert_eq!(with, without, "the same exit status with and without the plugin");
+    let report = p.only_report();
+    assert!(!report.meta.complete);
+    assert_eq!(report.nodes[0].kind, Kind::Interrupted);
+    assert!(report.nodes[0].cost.function_calls > 10_000, "it had been evaluating for a while");
+}

@@ -89,6 +89,17 @@ fn parse_limit(text: &str, unit: Unit) -> Result<Limit, String> {
     Ok(Limit::Absolute(number(value)? * factor))
 }
 
+/// A quantity of a metric: `2GiB`, `500ms`, `1.5M`, a bare number in the metric's unit.
+pub fn quantity(text: &str, unit: Unit) -> Result<f64, String> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (value, suffix) = text.split_at(split);
+    let value = number(value)?;
+    if value == 0.0 && suffix.is_empty() {
+        return Ok(0.0); // nothing needs a unit
+    }
+    Ok(value * unit_factor(suffix, unit)?)
+}
+
 fn number(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),

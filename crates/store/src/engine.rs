@@ -1,0 +1,111 @@
+//! The two engines behind the store: SQLite (embedded, one file) and PostgreSQL (a fleet).
+//! Same schema, same statements where the dialects agree; each engine is a small module.
+//!
+//! Schema version 1:
+//! - `evaluations`: one row per report (digest unique), with its provenance and the process
+//!   totals of the history's metrics (`m_<metric>` columns);
+//! - `paths` and `outputs`: each output's exclusive cost, by interned path;
+//! - `daily`: per UTC day, flake, path (`''`: the whole evaluation) and metric, an aggregate
+//!   (`agg.rs`, JSON), kept in step with inserts in the same transaction.
+
+use crate::agg::Agg;
+use crate::record::{Evaluation, Output, METRICS};
+
+pub mod postgres;
+pub mod sqlite;
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Metric column of `evaluations` and `outputs`.
+pub fn column(metric: usize) -> String {
+    format!("m_{}", METRICS[metric].replace('-', "_"))
+}
+
+pub fn metric_columns() -> String {
+    (0..METRICS.len()).map(column).collect::<Vec<_>>().join(", ")
+}
+
+/// One daily aggregate row.
+#[derive(Clone, Debug)]
+pub struct DailyRow {
+    pub day: i64,
+    pub flake: String,
+    pub path: String,
+    pub metric: String,
+    pub agg: Agg,
+}
+
+/// One raw sample: an evaluation's total, or an output's cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub started_at: i64,
+    pub flake: String,
+    pub path: String,
+    pub error: bool,
+    pub value: i64,
+}
+
+/// Which rows a query reads. `paths: None`: the whole evaluations; `Some(list)`: those outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub flake: Option<String>,
+    pub paths: Option<Vec<String>>,
+    pub metric: usize,
+    /// Seconds since the epoch, inclusive start and exclusive end.
+    pub from: i64,
+    pub until: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(#[from] ::postgres::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// What an engine does; the store's logic (lib.rs) is written once over it.
+pub trait Engine: Send {
+    /// Stores the batch in one transaction: evaluations not seen before (by digest), their
+    /// outputs, and the daily aggregates merged with theirs. Returns how many were new.
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize>;
+    fn daily(&mut self, selection: &Selection) -> Result<Vec<DailyRow>>;
+    fn samples(&mut self, selection: &Selection) -> Result<Vec<Sample>>;
+    /// Every output path stored.
+    fn paths(&mut self) -> Result<Vec<String>>;
+    /// Every flake stored.
+    fn flakes(&mut self) -> Result<Vec<String>>;
+    /// Deletes evaluations that started before `day` (a UTC day number) and their aggregates.
+    fn delete_before_day(&mut self, day: i64) -> Result<u64>;
+    /// Every daily aggregate recomputed from the raw rows (what `daily` must equal).
+    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>>;
+    fn count_evaluations(&mut self) -> Result<i64>;
+}
+
+/// The aggregates a batch adds, keyed like `daily`.
+pub fn batch_aggregates(batch: &[(Evaluation, Vec<Output>)]) -> std::collections::BTreeMap<(i64, String, String, String), Agg> {
+    let mut aggs: std::collections::BTreeMap<(i64, String, String, String), Agg> = Default::default();
+    for (e, outputs) in batch {
+        let day = e.started_at.div_euclid(86_400);
+        for (m, name) in METRICS.iter().enumerate() {
+            aggs.entry((day, e.flake.clone(), String::new(), name.to_string())).or_default().add(e.values[m], e.errors > 0);
+            for o in outputs {
+                aggs.entry((day, e.flake.clone(), o.path.clone(), name.to_string())).or_default().add(o.values[m], o.error);
+            }
+        }
+    }
+    aggs
+}
+
+/// Daily rows from raw samples (for `recompute_daily`).
+pub fn aggregate_samples(samples: impl IntoIterator<Item = (Sample, String)>) -> Vec<DailyRow> {
+    let mut aggs: std::collections::BTreeMap<(i64, String, String, String), Agg> = Default::default();
+    for (s, metric) in samples {
+        aggs.entry((s.started_at.div_euclid(86_400), s.flake, s.path, metric)).or_default().add(s.value, s.error);
+    }
+    aggs.into_iter().map(|((day, flake, path, metric), agg)| DailyRow { day, flake, path, metric, agg }).collect()
+}

@@ -1,0 +1,197 @@
+//! PostgreSQL: one store for a fleet of CI machines. Ingests take a transaction-scoped
+//! advisory lock, so concurrent ingests from many machines serialise their daily-aggregate
+//! updates and lose nothing; readers never wait.
+
+use super::{aggregate_samples, batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use crate::agg::Agg;
+use crate::record::{Evaluation, Output, METRICS};
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+use std::collections::HashMap;
+
+pub struct Postgres {
+    client: Client,
+}
+
+/// The advisory lock key of ingests and migrations ("evalcost" in ASCII).
+const LOCK: i64 = 0x6576_616c_636f_7374;
+
+fn schema() -> String {
+    let cols: String = (0..METRICS.len()).map(|m| format!(", {} BIGINT NOT NULL", column(m))).collect();
+    format!(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE evaluations (
+           id BIGSERIAL PRIMARY KEY, digest TEXT NOT NULL UNIQUE, started_at BIGINT NOT NULL,
+           flake TEXT NOT NULL, revision TEXT NOT NULL, command TEXT NOT NULL, mode TEXT NOT NULL,
+           hostname TEXT NOT NULL, nix_version TEXT NOT NULL, complete BOOLEAN NOT NULL,
+           errors BIGINT NOT NULL, sample_rate DOUBLE PRECISION NOT NULL{cols});
+         CREATE INDEX evaluations_time ON evaluations (started_at);
+         CREATE INDEX evaluations_flake_time ON evaluations (flake, started_at);
+         CREATE TABLE paths (id BIGSERIAL PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+         CREATE TABLE outputs (
+           evaluation_id BIGINT NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
+           path_id BIGINT NOT NULL REFERENCES paths (id), error BOOLEAN NOT NULL{cols});
+         CREATE INDEX outputs_path ON outputs (path_id, evaluation_id);
+         CREATE INDEX outputs_evaluation ON outputs (evaluation_id);
+         CREATE TABLE daily (
+           day BIGINT NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL,
+           agg TEXT NOT NULL, PRIMARY KEY (day, flake, path, metric));
+         CREATE INDEX daily_series ON daily (path, metric, day);"
+    )
+}
+
+impl Postgres {
+    pub fn connect(url: &str) -> Result<Postgres> {
+        let mut client = Client::connect(url, NoTls)?;
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        let has_meta: bool = tx.query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?.get(0);
+        if !has_meta {
+            tx.batch_execute(&schema())?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', $1)", &[&SCHEMA_VERSION.to_string()])?;
+        }
+        let version: String = tx.query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.get(0);
+        let version: i64 = version.parse().unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Other(format!("the store has schema version {version}, newer than this nix-evalcost ({SCHEMA_VERSION}); upgrade nix-evalcost")));
+        }
+        tx.commit()?;
+        Ok(Postgres { client })
+    }
+}
+
+impl Engine for Postgres {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
+        let insert_eval = tx.prepare(&format!(
+            "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}) ON CONFLICT (digest) DO NOTHING RETURNING id",
+            metric_columns()
+        ))?;
+        let out_placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
+        let insert_output = tx.prepare(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES ($1, $2, $3, {out_placeholders})", metric_columns()))?;
+        let upsert_path = tx.prepare("INSERT INTO paths (path) VALUES ($1) ON CONFLICT (path) DO UPDATE SET path = EXCLUDED.path RETURNING id")?;
+        let mut path_ids: HashMap<String, i64> = HashMap::new();
+        let mut fresh = Vec::new();
+        for (e, outputs) in batch {
+            let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+                &e.digest, &e.started_at, &e.flake, &e.revision, &e.command, &e.mode, &e.hostname, &e.nix_version, &e.complete, &e.errors, &e.sample_rate,
+            ];
+            p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
+            let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
+            let id: i64 = row.get(0);
+            for o in outputs {
+                let path_id = match path_ids.get(&o.path) {
+                    Some(&id) => id,
+                    None => {
+                        let id: i64 = tx.query_one(&upsert_path, &[&o.path])?.get(0);
+                        path_ids.insert(o.path.clone(), id);
+                        id
+                    }
+                };
+                let mut p: Vec<&(dyn ToSql + Sync)> = vec![&id, &path_id, &o.error];
+                p.extend(o.values.iter().map(|v| v as &(dyn ToSql + Sync)));
+                tx.execute(&insert_output, &p)?;
+            }
+            fresh.push((e.clone(), outputs.clone()));
+        }
+        let read = tx.prepare("SELECT agg FROM daily WHERE day = $1 AND flake = $2 AND path = $3 AND metric = $4")?;
+        let write = tx.prepare(
+            "INSERT INTO daily (day, flake, path, metric, agg) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
+        )?;
+        for ((day, flake, path, metric), added) in batch_aggregates(&fresh) {
+            let mut agg = match tx.query_opt(&read, &[&day, &flake, &path, &metric])? {
+                Some(row) => Agg::from_json(row.get(0)).map_err(StoreError::Other)?,
+                None => Agg::default(),
+            };
+            agg.merge(&added);
+            tx.execute(&write, &[&day, &flake, &path, &metric, &agg.to_json()])?;
+        }
+        tx.commit()?;
+        Ok(fresh.len())
+    }
+
+    fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {
+        let (from, until) = (s.from.div_euclid(86_400), (s.until - 1).div_euclid(86_400));
+        let paths: Vec<String> = s.paths.clone().unwrap_or_else(|| vec![String::new()]);
+        let metric = METRICS[s.metric].to_string();
+        let rows = match &s.flake {
+            Some(flake) => self.client.query(
+                "SELECT day, flake, path, metric, agg FROM daily WHERE metric = $1 AND day >= $2 AND day <= $3 AND path = ANY($4) AND flake = $5",
+                &[&metric, &from, &until, &paths, flake],
+            )?,
+            None => self.client.query(
+                "SELECT day, flake, path, metric, agg FROM daily WHERE metric = $1 AND day >= $2 AND day <= $3 AND path = ANY($4)",
+                &[&metric, &from, &until, &paths],
+            )?,
+        };
+        rows.iter()
+            .map(|r| Ok(DailyRow { day: r.get(0), flake: r.get(1), path: r.get(2), metric: r.get(3), agg: Agg::from_json(r.get(4)).map_err(StoreError::Other)? }))
+            .collect()
+    }
+
+    fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {
+        let col = column(s.metric);
+        let flake = if s.flake.is_some() { " AND e.flake = $3" } else { "" };
+        let rows = match &s.paths {
+            None => {
+                let sql = format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col} FROM evaluations e WHERE e.started_at >= $1 AND e.started_at < $2{flake}");
+                match &s.flake {
+                    Some(f) => self.client.query(&sql, &[&s.from, &s.until, f])?,
+                    None => self.client.query(&sql, &[&s.from, &s.until])?,
+                }
+            }
+            Some(paths) => {
+                let sql = format!(
+                    "SELECT e.started_at, e.flake, p.path, o.error, o.{col} FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
+                     JOIN paths p ON p.id = o.path_id WHERE e.started_at >= $1 AND e.started_at < $2 AND p.path = ANY($4){flake}"
+                );
+                let sql = if s.flake.is_none() { sql.replace("$4", "$3") } else { sql };
+                match &s.flake {
+                    Some(f) => self.client.query(&sql, &[&s.from, &s.until, f, paths])?,
+                    None => self.client.query(&sql, &[&s.from, &s.until, paths])?,
+                }
+            }
+        };
+        Ok(rows.iter().map(|r| Sample { started_at: r.get(0), flake: r.get(1), path: r.get(2), error: r.get(3), value: r.get(4) }).collect())
+    }
+
+    fn paths(&mut self) -> Result<Vec<String>> {
+        Ok(self.client.query("SELECT path FROM paths ORDER BY path", &[])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn flakes(&mut self) -> Result<Vec<String>> {
+        Ok(self.client.query("SELECT DISTINCT flake FROM evaluations ORDER BY flake", &[])?.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn delete_before_day(&mut self, day: i64) -> Result<u64> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        let n = tx.execute("DELETE FROM evaluations WHERE started_at < $1", &[&(day * 86_400)])?;
+        tx.execute("DELETE FROM daily WHERE day < $1", &[&day])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>> {
+        let mut all = Vec::new();
+        for m in 0..METRICS.len() {
+            let everything = Selection { metric: m, from: i64::MIN / 2, until: i64::MAX / 2, ..Selection::default() };
+            for s in self.samples(&everything)? {
+                all.push((s, METRICS[m].to_string()));
+            }
+            let outputs = Selection { paths: Some(self.paths()?), ..everything };
+            for s in self.samples(&outputs)? {
+                all.push((s, METRICS[m].to_string()));
+            }
+        }
+        Ok(aggregate_samples(all))
+    }
+
+    fn count_evaluations(&mut self) -> Result<i64> {
+        Ok(self.client.query_one("SELECT count(*) FROM evaluations", &[])?.get(0))
+    }
+}

@@ -1,0 +1,224 @@
+//! SQLite: the embedded default. One file; WAL, so readers never wait for an ingest; writers
+//! take the lock at BEGIN IMMEDIATE and wait for each other (busy timeout), so concurrent
+//! ingests serialise and lose nothing.
+
+use super::{aggregate_samples, batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use crate::agg::Agg;
+use crate::record::{Evaluation, Output, METRICS};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+fn schema() -> String {
+    let cols: String = (0..METRICS.len()).map(|m| format!(", {} INTEGER NOT NULL", column(m))).collect();
+    format!(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE evaluations (
+           id INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE, started_at INTEGER NOT NULL,
+           flake TEXT NOT NULL, revision TEXT NOT NULL, command TEXT NOT NULL, mode TEXT NOT NULL,
+           hostname TEXT NOT NULL, nix_version TEXT NOT NULL, complete INTEGER NOT NULL,
+           errors INTEGER NOT NULL, sample_rate REAL NOT NULL{cols});
+         CREATE INDEX evaluations_time ON evaluations (started_at);
+         CREATE INDEX evaluations_flake_time ON evaluations (flake, started_at);
+         CREATE TABLE paths (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+         CREATE TABLE outputs (
+           evaluation_id INTEGER NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
+           path_id INTEGER NOT NULL REFERENCES paths (id), error INTEGER NOT NULL{cols});
+         CREATE INDEX outputs_path ON outputs (path_id, evaluation_id);
+         CREATE INDEX outputs_evaluation ON outputs (evaluation_id);
+         CREATE TABLE daily (
+           day INTEGER NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL,
+           agg TEXT NOT NULL, PRIMARY KEY (day, flake, path, metric)) WITHOUT ROWID;
+         CREATE INDEX daily_series ON daily (path, metric, day);"
+    )
+}
+
+impl Sqlite {
+    pub fn open(path: &Path) -> Result<Sqlite> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Sqlite { conn })
+    }
+}
+
+/// Creates the schema, or checks the stored version. (Version 1 is the first: later versions
+/// add their steps here, each in its own transaction.)
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let has_meta: bool = tx.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))? > 0;
+    if !has_meta {
+        tx.execute_batch(&schema())?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+    }
+    let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get::<_, String>(0))?.parse().unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Other(format!("the store has schema version {version}, newer than this nix-evalcost ({SCHEMA_VERSION}); upgrade nix-evalcost")));
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Engine for Sqlite {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut fresh = Vec::new();
+        {
+            let placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 12)).collect::<Vec<_>>().join(", ");
+            let mut insert_eval = tx.prepare_cached(&format!(
+                "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {placeholders}) ON CONFLICT (digest) DO NOTHING",
+                metric_columns()
+            ))?;
+            let out_placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
+            let mut insert_output = tx.prepare_cached(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES (?1, ?2, ?3, {out_placeholders})", metric_columns()))?;
+            let mut path_ids: HashMap<String, i64> = HashMap::new();
+            let mut find_path = tx.prepare_cached("SELECT id FROM paths WHERE path = ?1")?;
+            let mut insert_path = tx.prepare_cached("INSERT INTO paths (path) VALUES (?1)")?;
+            for (e, outputs) in batch {
+                let mut p: Vec<rusqlite::types::Value> = vec![
+                    e.digest.clone().into(), e.started_at.into(), e.flake.clone().into(), e.revision.clone().into(),
+                    e.command.clone().into(), e.mode.clone().into(), e.hostname.clone().into(), e.nix_version.clone().into(),
+                    (e.complete as i64).into(), e.errors.into(), e.sample_rate.into(),
+                ];
+                p.extend(e.values.iter().map(|&v| v.into()));
+                if insert_eval.execute(params_from_iter(p))? == 0 {
+                    continue; // stored already
+                }
+                let id = tx.last_insert_rowid();
+                for o in outputs {
+                    let path_id = match path_ids.get(&o.path) {
+                        Some(&id) => id,
+                        None => {
+                            let id = match find_path.query_row([&o.path], |r| r.get(0)).optional()? {
+                                Some(id) => id,
+                                None => {
+                                    insert_path.execute([&o.path])?;
+                                    tx.last_insert_rowid()
+                                }
+                            };
+                            path_ids.insert(o.path.clone(), id);
+                            id
+                        }
+                    };
+                    let mut p: Vec<rusqlite::types::Value> = vec![id.into(), path_id.into(), (o.error as i64).into()];
+                    p.extend(o.values.iter().map(|&v| v.into()));
+                    insert_output.execute(params_from_iter(p))?;
+                }
+                fresh.push((e.clone(), outputs.clone()));
+            }
+            let mut read = tx.prepare_cached("SELECT agg FROM daily WHERE day = ?1 AND flake = ?2 AND path = ?3 AND metric = ?4")?;
+            let mut write = tx.prepare_cached("INSERT OR REPLACE INTO daily (day, flake, path, metric, agg) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+            for ((day, flake, path, metric), added) in batch_aggregates(&fresh) {
+                let mut agg = match read.query_row(params![day, flake, path, metric], |r| r.get::<_, String>(0)).optional()? {
+                    Some(json) => Agg::from_json(&json).map_err(StoreError::Other)?,
+                    None => Agg::default(),
+                };
+                agg.merge(&added);
+                write.execute(params![day, flake, path, metric, agg.to_json()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(fresh.len())
+    }
+
+    fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {
+        let (from, until) = (s.from.div_euclid(86_400), (s.until - 1).div_euclid(86_400));
+        let paths: Vec<String> = s.paths.clone().unwrap_or_else(|| vec![String::new()]);
+        let mut p: Vec<rusqlite::types::Value> = vec![METRICS[s.metric].to_string().into(), from.into(), until.into()];
+        let mut sql = "SELECT day, flake, path, metric, agg FROM daily WHERE metric = ?1 AND day >= ?2 AND day <= ?3".to_string();
+        if let Some(flake) = &s.flake {
+            sql += " AND flake = ?4";
+            p.push(flake.clone().into());
+        }
+        let first = p.len() + 1;
+        sql += &format!(" AND path IN ({})", (0..paths.len()).map(|i| format!("?{}", first + i)).collect::<Vec<_>>().join(", "));
+        p.extend(paths.into_iter().map(Into::into));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(p), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, flake, path, metric, agg) = row?;
+            out.push(DailyRow { day, flake, path, metric, agg: Agg::from_json(&agg).map_err(StoreError::Other)? });
+        }
+        Ok(out)
+    }
+
+    fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {
+        let col = column(s.metric);
+        let flake = if s.flake.is_some() { " AND e.flake = ?3" } else { "" };
+        let sql = match &s.paths {
+            None => format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col} FROM evaluations e WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"),
+            Some(_) => format!(
+                "SELECT e.started_at, e.flake, p.path, o.error, o.{col} FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
+                 JOIN paths p ON p.id = o.path_id WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"
+            ),
+        };
+        let mut p: Vec<rusqlite::types::Value> = vec![s.from.into(), s.until.into()];
+        if let Some(f) = &s.flake {
+            p.push(f.clone().into());
+        }
+        let wanted: Option<std::collections::HashSet<&str>> = s.paths.as_ref().map(|v| v.iter().map(String::as_str).collect());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(p), |r| {
+            Ok(Sample { started_at: r.get(0)?, flake: r.get(1)?, path: r.get(2)?, error: r.get::<_, i64>(3)? != 0, value: r.get(4)? })
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let sample = row?;
+            if wanted.as_ref().is_none_or(|w| w.contains(sample.path.as_str())) {
+                out.push(sample);
+            }
+        }
+        Ok(out)
+    }
+
+    fn paths(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT path FROM paths ORDER BY path")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    fn flakes(&mut self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached("SELECT DISTINCT flake FROM evaluations ORDER BY flake")?;
+        let rows = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(rows)
+    }
+
+    fn delete_before_day(&mut self, day: i64) -> Result<u64> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM evaluations WHERE started_at < ?1", [day * 86_400])?;
+        tx.execute("DELETE FROM daily WHERE day < ?1", [day])?;
+        tx.commit()?;
+        Ok(n as u64)
+    }
+
+    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>> {
+        let mut all = Vec::new();
+        for m in 0..METRICS.len() {
+            let everything = Selection { metric: m, from: i64::MIN / 2, until: i64::MAX / 2, ..Selection::default() };
+            for s in self.samples(&everything)? {
+                all.push((s, METRICS[m].to_string()));
+            }
+            let outputs = Selection { paths: Some(self.paths()?), ..everything };
+            for s in self.samples(&outputs)? {
+                all.push((s, METRICS[m].to_string()));
+            }
+        }
+        Ok(aggregate_samples(all))
+    }
+
+    fn count_evaluations(&mut self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT count(*) FROM evaluations", [], |r| r.get(0))?)
+    }
+}

@@ -1,0 +1,133 @@
+//! What the history keeps of one report: the evaluation (process totals, provenance) and each
+//! output's exclusive cost, for a fixed set of metrics.
+
+use nix_evalcost_core::attrpath::display_path;
+
+/// A stored path (a JSON array of attribute names; names may hold any character) as its
+/// components.
+pub fn path_components(stored: &str) -> Vec<String> {
+    serde_json::from_str(stored).unwrap_or_default()
+}
+
+/// A stored path as users read it (`packages.x86_64-linux.hello`); the whole evaluation is
+/// `(evaluation)`.
+pub fn display_stored(stored: &str) -> String {
+    if stored.is_empty() {
+        "(evaluation)".into()
+    } else {
+        display_path(&path_components(stored))
+    }
+}
+use nix_evalcost_core::metric::{self, Metric};
+use nix_evalcost_core::report::Report;
+use sha2::{Digest, Sha256};
+
+/// The metrics the history stores, per evaluation and per output (columns of the schema).
+pub const METRICS: [&str; 8] = ["wall", "cpu", "thunks", "fncalls", "primops", "lookups", "alloc", "peak-rss"];
+
+/// The metric named `name`, if the history stores it; else an error listing those it does.
+pub fn history_metric(name: &str) -> Result<usize, String> {
+    METRICS
+        .iter()
+        .position(|m| *m == name)
+        .ok_or_else(|| format!("the history does not keep '{name}'; it keeps: {}", METRICS.join(", ")))
+}
+
+pub fn metric(i: usize) -> &'static Metric {
+    metric::find(METRICS[i]).expect("history metrics are core metrics")
+}
+
+/// The path of the row that stands for the whole evaluation (process totals).
+pub const WHOLE: &str = "";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    /// SHA-256 of the report's JSON: the same report ingested twice is stored once.
+    pub digest: String,
+    /// Seconds since the epoch, UTC.
+    pub started_at: i64,
+    pub flake: String,
+    pub revision: String,
+    pub command: String,
+    pub mode: String,
+    pub hostname: String,
+    pub nix_version: String,
+    pub complete: bool,
+    pub errors: i64,
+    pub sample_rate: f64,
+    pub values: [i64; 8],
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    pub path: String,
+    pub error: bool,
+    pub values: [i64; 8],
+}
+
+fn values(f: impl Fn(&Metric) -> u64) -> [i64; 8] {
+    std::array::from_fn(|i| f(metric(i)).min(i64::MAX as u64) as i64)
+}
+
+/// The flake a report names: the reference as given, else `(no flake)`.
+pub fn flake_of(report: &Report) -> String {
+    report.meta.flake.as_ref().map_or_else(|| "(no flake)".into(), |f| f.original_ref.clone())
+}
+
+/// The history's rows for `report`, whose JSON is `json` (for the digest).
+pub fn records(report: &Report, json: &[u8]) -> Result<(Evaluation, Vec<Output>), String> {
+    let started_at = parse_rfc3339(&report.meta.started_at)
+        .ok_or_else(|| format!("meta.started_at '{}' is not an RFC 3339 time", report.meta.started_at))?;
+    let flake = report.meta.flake.as_ref();
+    let evaluation = Evaluation {
+        digest: hex(&Sha256::digest(json)),
+        started_at,
+        flake: flake_of(report),
+        revision: flake.map(|f| f.nar_hash.clone().unwrap_or_else(|| f.locked_url.clone())).unwrap_or_default(),
+        command: if report.meta.command.is_empty() { format!("({})", report.meta.mode) } else { report.meta.command.clone() },
+        mode: report.meta.mode.clone(),
+        hostname: report.meta.hostname.clone(),
+        nix_version: report.meta.nix_version.clone(),
+        complete: report.meta.complete,
+        errors: report.error_count() as i64,
+        sample_rate: report.meta.sample_rate.unwrap_or(1.0),
+        values: values(|m| m.value(&report.totals, &report.end, &report.sizes)),
+    };
+    let outputs = report
+        .nodes
+        .iter()
+        .map(|n| Output {
+            path: serde_json::to_string(&n.path).expect("strings serialise"),
+            error: n.error.is_some(),
+            values: values(|m| m.value(&n.cost, &n.after, &report.sizes)),
+        })
+        .collect();
+    Ok((evaluation, outputs))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2026-11-24T10:39:28Z`, offsets allowed).
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok().map(|t| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc_seconds() {
+        assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86_400));
+        assert_eq!(parse_rfc3339("1970-01-02T01:00:00+01:00"), Some(86_400));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn unknown_metrics_are_named_with_the_known_ones() {
+        assert_eq!(history_metric("peak-rss"), Ok(7));
+        assert!(history_metric("envs").unwrap_err().contains("wall, cpu"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The history store on both engines: SQLite (a temporary file) and PostgreSQL (a private
+//! server started by the tests, `pg/mod.rs`). Every test runs on both.
+
+mod pg;
+
+use nix_evalcost_core::cost::{Cost, Gauges, Sizes};
+use nix_evalcost_core::pathglob::PathGlob;
+use nix_evalcost_core::report::{FlakeMeta, Kind, Meta, Node, Report, SCHEMA, SCHEMA_VERSION};
+use nix_evalcost_store::alerts::{self, Rule};
+use nix_evalcost_store::calendar::Bucket;
+use nix_evalcost_store::engine::Selection;
+use nix_evalcost_store::record::{self, history_metric, Evaluation, Output};
+use nix_evalcost_store::{Location, PredictQuery, ShowQuery, Store};
+
+/// A report started at `t` (seconds since the epoch) of `flake`, with outputs (path, calls).
+fn report(t: i64, flake: &str, outputs: &[(&str, u64)], peak_rss: u64) -> Report {
+    let nodes: Vec<Node> = outputs
+        .iter()
+        .enumerate()
+        .map(|(i, (path, calls))| Node {
+            id: i as u32,
+            parent: None,
+            path: path.split('.').map(str::to_string).collect(),
+            kind: Kind::Derivation,
+            is_derivation: true,
+            drv_path: None,
+            system: None,
+            error: None,
+            calls: 1,
+            cost: Cost { function_calls: *calls, wall_ns: calls * 1000, ..Cost::default() },
+            after: Gauges { peak_rss_bytes: peak_rss, rss_bytes: peak_rss, gc_heap_bytes: 0 },
+        })
+        .collect();
+    let mut totals = Cost { function_calls: 5, wall_ns: 5000, ..Cost::default() };
+    for n in &nodes {
+        totals.add(&n.cost);
+    }
+    let started = time::OffsetDateTime::from_unix_timestamp(t).unwrap().format(&time::format_description::well_known::Rfc3339).unwrap();
+    Report {
+        schema: SCHEMA.into(),
+        schema_version: SCHEMA_VERSION,
+        meta: Meta {
+            mode: "walk".into(),
+            flake: Some(FlakeMeta { original_ref: flake.into(), locked_url: flake.into(), ..FlakeMeta::default() }),
+            started_at: started,
+            complete: true,
+            hostname: "h".into(),
+            ..Meta::default()
+        },
+        sizes: Sizes { value: 24, env: 16, bindings: 16, attr: 16, pointer: 8 },
+        totals,
+        unattributed: Cost { function_calls: 5, wall_ns: 5000, ..Cost::default() },
+        end: Gauges { peak_rss_bytes: peak_rss, rss_bytes: peak_rss, gc_heap_bytes: 0 },
+        phases: vec![],
+        nodes,
+        stacks: None,
+    }
+}
+
+fn rows(r: &Report) -> (Evaluation, Vec<Output>) {
+    let json = serde_json::to_vec(r).unwrap();
+    record::records(r, &json).unwrap()
+}
+
+const DAY: i64 = 86_400;
+/// 2026-01-30T00:00:00Z: month boundaries are two days away.
+const T0: i64 = 1_769_731_200;
+
+/// Runs `test` on a fresh SQLite store and a fresh PostgreSQL database.
+fn on_both_engines(test: impl Fn(&Location)) {
+    let dir = tempfile::tempdir().unwrap();
+    test(&Location::Sqlite(dir.path().join("history.sqlite")));
+    test(&Location::parse(&pg::server().database()));
+}
+
+fn whole(metric: &str, from: i64, until: i64) -> Selection {
+    Selection { metric: history_metric(metric).unwrap(), from, until, ..Selection::default() }
+}
+
+#[test]
+fn ingesting_the_same_report_twice_stores_it_once() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let r = rows(&report(T0, "f", &[("packages.a", 10), ("packages.b", 20)], 100));
+        assert_eq!(store.ingest(&[r.clone()]).unwrap(), 1);
+        assert_eq!(store.ingest(&[r.clone(), r.clone()]).unwrap(), 0);
+        assert_eq!(store.engine().count_evaluations().unwrap(), 1);
+        let daily = store.engine().daily(&whole("fncalls", T0, T0 + DAY)).unwrap();
+        assert_eq!(daily.len(), 1);
+        assert_eq!((daily[0].agg.n, daily[0].agg.sum), (1, 35));
+        // Reopening migrates nothing and keeps everything.
+        drop(store);
+        let mut store = Store::open(db).unwrap();
+        assert_eq!(store.engine().count_evaluations().unwrap(), 1);
+    });
+}
+
+#[test]
+fn concurrent_ingests_lose_nothing() {
+    on_both_engines(|db| {
+        Store::open(db).unwrap(); // the schema, once
+        let threads: Vec<_> = (0..4)
+            .map(|w| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&db).unwrap();
+                    for i in 0..25 {
+                        let r = rows(&report(T0 + (w * 100 + i) as i64, "f", &[("packages.a", 10 + i as u64)], 100));
+                        store.ingest(&[r]).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut store = Store::open(db).unwrap();
+        assert_eq!(store.engine().count_evaluations().unwrap(), 100);
+        let daily = store.engine().daily(&whole("fncalls", T0, T0 + DAY)).unwrap();
+        assert_eq!(daily[0].agg.n, 100, "the daily aggregate saw every insert");
+    });
+}
+
+#[test]
+fn daily_aggregates_equal_a_full_recomputation() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..60i64 {
+            let flake = if i % 3 == 0 { "a" } else { "b" };
+            let outputs = [("packages.x", 100 + (i * 37 % 50) as u64), ("packages.y", 7 * i as u64 + 1)];
+            batch.push(rows(&report(T0 + i * 7 * 3600, flake, &outputs, 1000 + i as u64 * 10)));
+        }
+        // In two ingests, one of them overlapping the other.
+        store.ingest(&batch[..40]).unwrap();
+        store.ingest(&batch[30..]).unwrap();
+        let mut kept: Vec<_> = Vec::new();
+        for m in record::METRICS {
+            let everything = Selection { metric: history_metric(m).unwrap(), from: 0, until: i64::MAX / 4, flake: None, paths: None };
+            kept.extend(store.engine().daily(&everything).unwrap());
+            let outputs = Selection { paths: Some(store.engine().paths().unwrap()), ..everything };
+            kept.extend(store.engine().daily(&outputs).unwrap());
+        }
+        let fresh = store.engine().recompute_daily().unwrap();
+        let key = |r: &nix_evalcost_store::engine::DailyRow| (r.day, r.flake.clone(), r.path.clone(), r.metric.clone());
+        let mut kept: Vec<_> = kept.iter().map(|r| (key(r), r.agg.fingerprint())).collect();
+        let mut fresh: Vec<_> = fresh.iter().map(|r| (key(r), r.agg.fingerprint())).collect();
+        kept.sort();
+        fresh.sort();
+        let mut day_flakes: Vec<(i64, String)> = batch.iter().map(|(e, _)| (e.started_at.div_euclid(DAY), e.flake.clone())).collect();
+        day_flakes.sort();
+        day_flakes.dedup();
+        assert_eq!(kept.len(), day_flakes.len() * 3 * 8, "(day, flake) x (whole, x, y) x metrics");
+        assert_eq!(kept, fresh);
+    });
+}
+
+#[test]
+fn buckets_across_month_boundaries_in_utc() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        // One evaluation a day from Jan 30 to Feb 2, 23:30 UTC each (a local time zone east of
+        // UTC would put them on the next day).
+        let batch: Vec<_> = (0..4).map(|d| rows(&report(T0 + d * DAY + 23 * 3600 + 1800, "f", &[("packages.a", 10 * (d as u64 + 1))], 1))).collect();
+        store.ingest(&batch).unwrap();
+        let q = |bucket| ShowQuery { bucket, from: T0, until: T0 + 10 * DAY, flake: None, glob: None, metric: history_metric("fncalls").unwrap() };
+        let months = store.show(&q(Bucket::Month)).unwrap();
+        assert_eq!(months.len(), 2);
+        assert_eq!(months[0].start, T0 - 29 * DAY, "January 1");
+        assert_eq!((months[0].agg.n, months[1].agg.n), (2, 2));
+        assert_eq!(months[1].agg.sum, (30 + 5) + (40 + 5));
+        let days = store.show(&q(Bucket::Day)).unwrap();
+        assert_eq!(days.iter().map(|r| r.start).collect::<Vec<_>>(), (0..4).map(|d| T0 + d * DAY).collect::<Vec<_>>());
+        let hours = store.show(&q(Bucket::Hour)).unwrap();
+        assert_eq!(hours.len(), 4);
+        assert_eq!(hours[0].start, T0 + 23 * 3600);
+        // Per output, by glob.
+        let mut per_output = q(Bucket::Month);
+        per_output.glob = Some(PathGlob::parse("packages.*").unwrap());
+        let rows = store.show(&per_output).unwrap();
+        assert_eq!(rows.iter().map(|r| record::display_stored(&r.path)).collect::<Vec<_>>(), ["packages.a", "packages.a"]);
+        assert_eq!(rows[0].agg.quantile(0.5), Some(10), "p50 of January's [10, 20] (nearest rank within 1%)");
+    });
+}
+
+#[test]
+fn retention_removes_whole_days() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let batch: Vec<_> = (0..10).map(|d| rows(&report(T0 + d * DAY + 60, "f", &[("packages.a", 1)], 1))).collect();
+        store.ingest(&batch).unwrap();
+        let now = T0 + 9 * DAY + 3600;
+        assert_eq!(store.clean(3, now).unwrap(), 6, "days 0..5 go; 6, 7, 8, 9 stay");
+        assert_eq!(store.engine().count_evaluations().unwrap(), 4);
+        let daily = store.engine().daily(&whole("fncalls", 0, now + DAY)).unwrap();
+        assert_eq!(daily.len(), 4);
+        assert_eq!(store.engine().recompute_daily().unwrap().len(), 4 * 8 * 2);
+    });
+}
+
+#[test]
+fn predictions_are_exact_quantiles_of_the_window() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        // peak RSS 1..=20 MiB over 20 hours in flake a; one old huge value outside the window.
+        let mut batch: Vec<_> = (1..=20).map(|i| rows(&report(T0 + i * 3600, "a", &[("packages.x", 1)], (i as u64) << 20))).collect();
+        batch.push(rows(&report(T0 - 30 * DAY, "a", &[("packages.x", 1)], 1 << 40)));
+        batch.push(rows(&report(T0 + 3600, "b", &[("packages.x", 1)], 7)));
+        store.ingest(&batch).unwrap();
+        let q = PredictQuery { metric: history_metric("peak-rss").unwrap(), quantile: 0.95, window: 7 * DAY, now: T0 + 21 * 3600, flake: None, per_output: false };
+        let p = store.predict(&q).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].flake.as_str(), p[0].n, p[0].value, p[0].max), ("a", 20, 19 << 20, 20 << 20), "nearest rank: the 19th of 20");
+        assert_eq!((p[1].flake.as_str(), p[1].value), ("b", 7));
+        let per_output = store.predict(&PredictQuery { per_output: true, flake: Some("a".into()), ..q }).unwrap();
+        assert_eq!(per_output.len(), 1);
+        assert_eq!(per_output[0].output.as_deref().map(record::display_stored).as_deref(), Some("packages.x"));
+    });
+}
+
+#[test]
+fn drift_alerts_on_stored_series() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let calls = [100, 102, 98, 101, 99, 100, 150];
+        let batch: Vec<_> = calls.iter().enumerate().map(|(i, &c)| rows(&report(T0 + i as i64 * 3600, "f", &[("packages.a", c), ("packages.b", 50)], 1))).collect();
+        store.ingest(&batch).unwrap();
+        let now = T0 + 7 * 3600;
+        let rule = Rule::parse("packages.*:fncalls outside median(1d) 10%").unwrap();
+        let paths: Vec<String> = store.engine().paths().unwrap();
+        let samples = store.engine().samples(&Selection { paths: Some(paths), metric: rule.metric, from: now - rule.lookback() - 1, until: now + 1, flake: None }).unwrap();
+        let mut fired = Vec::new();
+        for path in ["[\"packages\",\"a\"]", "[\"packages\",\"b\"]"] {
+            let mut series: Vec<_> = samples.iter().filter(|s| s.path == path).cloned().collect();
+            series.sort_by_key(|s| s.started_at);
+            fired.extend(alerts::evaluate(&rule, "f", Some(path), &series, now));
+        }
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!((fired[0].value, fired[0].baseline), (150.0, 100.0));
+    });
+}

@@ -8,6 +8,7 @@ mod cmd {
     pub mod doctor;
     pub mod flamegraph;
     pub mod graph;
+    pub mod history;
     pub mod info;
     pub mod inputs;
     pub mod profile;
@@ -16,7 +17,7 @@ mod cmd {
 pub mod nixrun;
 mod svg;
 
-use cmd::{bench, compare, doctor, flamegraph, graph, info, profile, report};
+use cmd::{bench, compare, doctor, flamegraph, graph, history, info, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Check this machine: which nix, its version, whether it loads the plugin, what to do.
     Doctor(doctor::DoctorArgs),
+    /// Remember every evaluation (SQLite, or PostgreSQL for a fleet): trends, predictions, drift alerts.
+    History(history::HistoryArgs),
 }
 
 /// Which costs a table shows and how it is ranked (shared by `profile` and `report`).
@@ -81,6 +84,10 @@ pub struct SelectArgs {
 
 fn parse_metric(name: &str) -> Result<&'static Metric, String> {
     metric::find(name)
+}
+
+pub(crate) fn parse_metric_name(name: &str) -> Result<&'static Metric, String> {
+    parse_metric(name)
 }
 
 /// `what`, and every metric's name: the list is the core's one table, never written by hand.
@@ -182,6 +189,7 @@ pub fn main() -> i32 {
         Command::Compare(args) => compare::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
+        Command::History(args) => history::run(args),
     };
     match result {
         Ok(status) => status,
@@ -195,6 +203,7 @@ pub fn main() -> i32 {
 
 fn is_bad_input(e: &anyhow::Error) -> bool {
     e.downcast_ref::<nix_evalcost_core::report_io::ReportError>().is_some()
+
         || e.downcast_ref::<nix_evalcost_core::merge::MergeError>().is_some()
         || e.downcast_ref::<BadInput>().is_some()
 }

@@ -84,6 +84,8 @@ pub trait Engine: Send {
     /// Every daily aggregate recomputed from the raw rows (what `daily` must equal).
     fn recompute_daily(&mut self) -> Result<Vec<DailyRow>>;
     fn count_evaluations(&mut self) -> Result<i64>;
+    /// The Nix version of the latest evaluation stored (empty when none).
+    fn latest_nix_version(&mut self) -> Result<String>;
 }
 
 /// The aggregates a batch adds, keyed like `daily`.

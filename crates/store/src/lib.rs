@@ -12,6 +12,7 @@
 pub mod agg;
 pub mod alerts;
 pub mod calendar;
+pub mod export;
 pub mod engine;
 pub mod record;
 

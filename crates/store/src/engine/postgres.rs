@@ -194,4 +194,8 @@ impl Engine for Postgres {
     fn count_evaluations(&mut self) -> Result<i64> {
         Ok(self.client.query_one("SELECT count(*) FROM evaluations", &[])?.get(0))
     }
+
+    fn latest_nix_version(&mut self) -> Result<String> {
+        Ok(self.client.query_opt("SELECT nix_version FROM evaluations ORDER BY started_at DESC LIMIT 1", &[])?.map(|r| r.get(0)).unwrap_or_default())
+    }
 }

@@ -221,4 +221,8 @@ impl Engine for Sqlite {
     fn count_evaluations(&mut self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT count(*) FROM evaluations", [], |r| r.get(0))?)
     }
+
+    fn latest_nix_version(&mut self) -> Result<String> {
+        Ok(self.conn.query_row("SELECT nix_version FROM evaluations ORDER BY started_at DESC LIMIT 1", [], |r| r.get(0)).optional()?.unwrap_or_default())
+    }
 }

@@ -82,7 +82,16 @@ pub trait Engine: Send {
     /// Deletes evaluations that started before `day` (a UTC day number) and their aggregates.
     fn delete_before_day(&mut self, day: i64) -> Result<u64>;
     /// Every daily aggregate recomputed from the raw rows (what `daily` must equal).
-    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>>;
+    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>> {
+        let mut all = Vec::new();
+        for (m, name) in METRICS.iter().enumerate() {
+            let everything = Selection { metric: m, from: i64::MIN / 2, until: i64::MAX / 2, ..Selection::default() };
+            all.extend(self.samples(&everything)?.into_iter().map(|s| (s, name.to_string())));
+            let outputs = Selection { paths: Some(self.paths()?), ..everything };
+            all.extend(self.samples(&outputs)?.into_iter().map(|s| (s, name.to_string())));
+        }
+        Ok(aggregate_samples(all))
+    }
     fn count_evaluations(&mut self) -> Result<i64>;
     /// The Nix version of the latest evaluation stored (empty when none).
     fn latest_nix_version(&mut self) -> Result<String>;

@@ -2,7 +2,7 @@
 //! advisory lock, so concurrent ingests from many machines serialise their daily-aggregate
 //! updates and lose nothing; readers never wait.
 
-use super::{aggregate_samples, batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use postgres::types::ToSql;
@@ -174,21 +174,6 @@ impl Engine for Postgres {
         tx.execute("DELETE FROM daily WHERE day < $1", &[&day])?;
         tx.commit()?;
         Ok(n)
-    }
-
-    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>> {
-        let mut all = Vec::new();
-        for m in 0..METRICS.len() {
-            let everything = Selection { metric: m, from: i64::MIN / 2, until: i64::MAX / 2, ..Selection::default() };
-            for s in self.samples(&everything)? {
-                all.push((s, METRICS[m].to_string()));
-            }
-            let outputs = Selection { paths: Some(self.paths()?), ..everything };
-            for s in self.samples(&outputs)? {
-                all.push((s, METRICS[m].to_string()));
-            }
-        }
-        Ok(aggregate_samples(all))
     }
 
     fn count_evaluations(&mut self) -> Result<i64> {

@@ -2,7 +2,7 @@
 //! take the lock at BEGIN IMMEDIATE and wait for each other (busy timeout), so concurrent
 //! ingests serialise and lose nothing.
 
-use super::{aggregate_samples, batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
@@ -201,21 +201,6 @@ impl Engine for Sqlite {
         tx.execute("DELETE FROM daily WHERE day < ?1", [day])?;
         tx.commit()?;
         Ok(n as u64)
-    }
-
-    fn recompute_daily(&mut self) -> Result<Vec<DailyRow>> {
-        let mut all = Vec::new();
-        for m in 0..METRICS.len() {
-            let everything = Selection { metric: m, from: i64::MIN / 2, until: i64::MAX / 2, ..Selection::default() };
-            for s in self.samples(&everything)? {
-                all.push((s, METRICS[m].to_string()));
-            }
-            let outputs = Selection { paths: Some(self.paths()?), ..everything };
-            for s in self.samples(&outputs)? {
-                all.push((s, METRICS[m].to_string()));
-            }
-        }
-        Ok(aggregate_samples(all))
     }
 
     fn count_evaluations(&mut self) -> Result<i64> {

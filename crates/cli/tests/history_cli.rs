@@ -47,7 +47,7 @@ fn ingest_is_idempotent_and_show_buckets_by_day() {
         let (csv, err) = text(&out);
         assert!(out.status.success(), "{err}");
         let rows: Vec<&str> = csv.lines().collect();
-        assert_eq!(rows[0], "start,flake,output,metric,n,min,p50,p95,max,mean,errors");
+        assert_eq!(rows[0], "start,flake,output,metric,n,estimated,min,p50,p95,max,mean,errors");
         assert_eq!(rows.len(), 4, "{csv}");
         assert!(rows[1].starts_with("2026-11-20,github:example/flake,(evaluation),fncalls,1,"), "{csv}");
         // Per output, the hostile name is data: quoted in CSV, defused, one line per row.
@@ -62,6 +62,54 @@ fn ingest_is_idempotent_and_show_buckets_by_day() {
         let (table, _) = text(&out);
         assert!(!table.contains('\x1b') && table.contains("2026-11-01"), "{table}");
         let _ = HOSTILE;
+    });
+}
+
+/// The number of whole evaluations `show` counts over the last day, and their estimate.
+fn stored(db: &str) -> (i64, f64) {
+    let out = cli(db, &["show", "--days", "1", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let rows = rows.as_array().cloned().unwrap_or_default();
+    (rows.iter().map(|r| r["n"].as_i64().unwrap()).sum(), rows.iter().map(|r| r["estimated_evaluations"].as_f64().unwrap()).sum())
+}
+
+#[test]
+fn watch_ingests_reports_as_they_appear_and_waits_for_half_written_ones() {
+    on_both_engines(|db| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut watcher = Command::new(env!("CARGO_BIN_EXE_nix-evalcost"))
+            .args(["history", "ingest", "--watch", dir.path().to_str().unwrap(), "--interval", "0.1"])
+            .env("NIX_EVALCOST_DB", db)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let wait_for = |want: i64| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while stored(db).0 != want && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            stored(db)
+        };
+        // A writer that does not rename: the first half of a report, then the rest.
+        let mut r = fixtures::report(0);
+        r.meta.started_at = now_rfc3339(-60);
+        r.meta.sample_rate = Some(0.5);
+        let json = serde_json::to_vec(&r).unwrap();
+        let path = dir.path().join("slow.json");
+        std::fs::write(&path, &json[..json.len() / 2]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        assert_eq!(stored(db).0, 0, "a half-written report is not stored");
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(&json[json.len() / 2..]).unwrap();
+        assert_eq!(wait_for(1), (1, 2.0), "completed, it is stored; sampled at 1/2 it stands for 2");
+        // Reports written atomically later are picked up too.
+        write_recent(dir.path(), 2);
+        assert_eq!(wait_for(3).0, 3);
+        unsafe { libc::kill(watcher.id() as i32, libc::SIGTERM) };
+        let status = watcher.wait().unwrap();
+        let mut err = String::new();
+        watcher.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(status.success(), "SIGTERM stops the collector cleanly: {err}");
+        assert!(!err.contains("skipped"), "the half-written report was waited for, not skipped: {err}");
     });
 }
 

@@ -13,6 +13,10 @@ pub struct Agg {
     pub max: i64,
     /// Samples from evaluations of this path that failed.
     pub errors: i64,
+    /// How many evaluations the samples stand for: each passive report sampled at rate r
+    /// counts 1/r (walks and unsampled reports count 1).
+    #[serde(default)]
+    pub estimated: f64,
     sketch: DDSketch,
 }
 
@@ -27,13 +31,15 @@ const ALPHA: f64 = 0.01;
 
 impl Default for Agg {
     fn default() -> Self {
-        Agg { n: 0, sum: 0, min: i64::MAX, max: i64::MIN, errors: 0, sketch: DDSketch::new(Config::new(ALPHA, 2048, 1.0)) }
+        Agg { n: 0, sum: 0, min: i64::MAX, max: i64::MIN, errors: 0, estimated: 0.0, sketch: DDSketch::new(Config::new(ALPHA, 2048, 1.0)) }
     }
 }
 
 impl Agg {
-    pub fn add(&mut self, value: i64, error: bool) {
+    /// One sample, standing for `weight` evaluations (1 / the report's sample rate).
+    pub fn add(&mut self, value: i64, error: bool, weight: f64) {
         self.n += 1;
+        self.estimated += weight;
         self.sum = self.sum.saturating_add(value);
         self.min = self.min.min(value);
         self.max = self.max.max(value);
@@ -50,6 +56,7 @@ impl Agg {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.errors += other.errors;
+        self.estimated += other.estimated;
         self.sketch.merge(&other.sketch).expect("every Agg's sketch has the same configuration");
     }
 
@@ -75,9 +82,10 @@ impl Agg {
     }
 
     /// What a recomputation must reproduce exactly (the sketch's float sum aside).
-    pub fn fingerprint(&self) -> (i64, i64, i64, i64, i64, Vec<Option<i64>>) {
+    /// `estimated` is a float sum, compared to 1/1000 of an evaluation.
+    pub fn fingerprint(&self) -> (i64, i64, i64, i64, i64, i64, Vec<Option<i64>>) {
         let qs = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0].iter().map(|&q| self.quantile(q)).collect();
-        (self.n, self.sum, self.min, self.max, self.errors, qs)
+        (self.n, self.sum, self.min, self.max, self.errors, (self.estimated * 1000.0).round() as i64, qs)
     }
 }
 
@@ -100,8 +108,8 @@ mod tests {
         let (mut a, mut b, mut all) = (Agg::default(), Agg::default(), Agg::default());
         let mut samples: Vec<i64> = (1..=1000).map(|i| i * 1_000 + (i * 7919) % 997).collect();
         for (i, &v) in samples.iter().enumerate() {
-            if i % 3 == 0 { a.add(v, i % 10 == 1) } else { b.add(v, i % 10 == 1) }
-            all.add(v, i % 10 == 1);
+            if i % 3 == 0 { a.add(v, i % 10 == 1, 1.0) } else { b.add(v, i % 10 == 1, 1.0) }
+            all.add(v, i % 10 == 1, 1.0);
         }
         a.merge(&b);
         assert_eq!(a.fingerprint(), all.fingerprint());

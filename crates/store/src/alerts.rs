@@ -215,7 +215,7 @@ mod tests {
     use super::*;
 
     fn series(values: &[i64]) -> Vec<Sample> {
-        values.iter().enumerate().map(|(i, &v)| Sample { started_at: i as i64 * 3600, flake: "f".into(), path: String::new(), error: false, value: v }).collect()
+        values.iter().enumerate().map(|(i, &v)| Sample { started_at: i as i64 * 3600, flake: "f".into(), path: String::new(), error: false, value: v, weight: 1.0 }).collect()
     }
 
     fn fires(rule: &str, values: &[i64]) -> bool {

@@ -43,6 +43,13 @@ pub struct Sample {
     pub path: String,
     pub error: bool,
     pub value: i64,
+    /// The evaluations this sample stands for: 1 / its report's sample rate.
+    pub weight: f64,
+}
+
+/// 1 / a report's sample rate (a rate of 0 or less, never stored by the plugin, counts 1).
+pub fn weight_of(sample_rate: f64) -> f64 {
+    if sample_rate > 0.0 && sample_rate <= 1.0 { 1.0 / sample_rate } else { 1.0 }
 }
 
 /// Which rows a query reads. `paths: None`: the whole evaluations; `Some(list)`: those outputs.
@@ -103,9 +110,9 @@ pub fn batch_aggregates(batch: &[(Evaluation, Vec<Output>)]) -> std::collections
     for (e, outputs) in batch {
         let day = e.started_at.div_euclid(86_400);
         for (m, name) in METRICS.iter().enumerate() {
-            aggs.entry((day, e.flake.clone(), String::new(), name.to_string())).or_default().add(e.values[m], e.errors > 0);
+            aggs.entry((day, e.flake.clone(), String::new(), name.to_string())).or_default().add(e.values[m], e.errors > 0, weight_of(e.sample_rate));
             for o in outputs {
-                aggs.entry((day, e.flake.clone(), o.path.clone(), name.to_string())).or_default().add(o.values[m], o.error);
+                aggs.entry((day, e.flake.clone(), o.path.clone(), name.to_string())).or_default().add(o.values[m], o.error, weight_of(e.sample_rate));
             }
         }
     }
@@ -116,7 +123,7 @@ pub fn batch_aggregates(batch: &[(Evaluation, Vec<Output>)]) -> std::collections
 pub fn aggregate_samples(samples: impl IntoIterator<Item = (Sample, String)>) -> Vec<DailyRow> {
     let mut aggs: std::collections::BTreeMap<(i64, String, String, String), Agg> = Default::default();
     for (s, metric) in samples {
-        aggs.entry((s.started_at.div_euclid(86_400), s.flake, s.path, metric)).or_default().add(s.value, s.error);
+        aggs.entry((s.started_at.div_euclid(86_400), s.flake, s.path, metric)).or_default().add(s.value, s.error, s.weight);
     }
     aggs.into_iter().map(|((day, flake, path, metric), agg)| DailyRow { day, flake, path, metric, agg }).collect()
 }

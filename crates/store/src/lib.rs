@@ -101,7 +101,7 @@ impl Store {
         let mut series: BTreeMap<(i64, String, String), Agg> = BTreeMap::new();
         if query.bucket == Bucket::Hour {
             for s in self.engine.samples(&selection)? {
-                series.entry((Bucket::Hour.start_of(s.started_at), s.flake, s.path)).or_default().add(s.value, s.error);
+                series.entry((Bucket::Hour.start_of(s.started_at), s.flake, s.path)).or_default().add(s.value, s.error, s.weight);
             }
         } else {
             for row in self.engine.daily(&selection)? {

@@ -129,7 +129,11 @@ fn daily_aggregates_equal_a_full_recomputation() {
         for i in 0..60i64 {
             let flake = if i % 3 == 0 { "a" } else { "b" };
             let outputs = [("packages.x", 100 + (i * 37 % 50) as u64), ("packages.y", 7 * i as u64 + 1)];
-            batch.push(rows(&report(T0 + i * 7 * 3600, flake, &outputs, 1000 + i as u64 * 10)));
+            let mut r = report(T0 + i * 7 * 3600, flake, &outputs, 1000 + i as u64 * 10);
+            if i % 4 == 0 {
+                r.meta.sample_rate = Some(0.25); // a passive report standing for 4 evaluations
+            }
+            batch.push(rows(&r));
         }
         // In two ingests, one of them overlapping the other.
         store.ingest(&batch[..40]).unwrap();
@@ -152,6 +156,10 @@ fn daily_aggregates_equal_a_full_recomputation() {
         day_flakes.dedup();
         assert_eq!(kept.len(), day_flakes.len() * 3 * 8, "(day, flake) x (whole, x, y) x metrics");
         assert_eq!(kept, fresh);
+        // 15 reports sampled at 1/4 stand for 60 evaluations, the other 45 for themselves.
+        let wall = store.engine().daily(&whole("wall", 0, i64::MAX / 4)).unwrap();
+        let (n, estimated) = wall.iter().fold((0, 0.0), |(n, e), r| (n + r.agg.n, e + r.agg.estimated));
+        assert_eq!((n, estimated), (60, 105.0));
     });
 }
 

@@ -251,7 +251,7 @@ fn show(db: &Option<String>, args: ShowArgs) -> anyhow::Result<i32> {
                     serde_json::json!({
                         "start": calendar::format_start(r.start, args.bucket), "flake": r.flake,
                         "output": (!r.path.is_empty()).then(|| display_stored(&r.path)),
-                        "metric": metric.name, "n": r.agg.n, "min": r.agg.min, "p50": r.agg.quantile(0.5),
+                        "metric": metric.name, "n": r.agg.n, "estimated_evaluations": r.agg.estimated, "min": r.agg.min, "p50": r.agg.quantile(0.5),
                         "p95": r.agg.quantile(0.95), "max": r.agg.max, "mean": r.agg.mean(), "errors": r.agg.errors,
                     })
                 })
@@ -260,7 +260,7 @@ fn show(db: &Option<String>, args: ShowArgs) -> anyhow::Result<i32> {
         }
         "csv" => {
             let mut w = csv::Writer::from_writer(Vec::new());
-            w.write_record(["start", "flake", "output", "metric", "n", "min", "p50", "p95", "max", "mean", "errors"])?;
+            w.write_record(["start", "flake", "output", "metric", "n", "estimated", "min", "p50", "p95", "max", "mean", "errors"])?;
             for r in &rows {
                 let cells = [
                     calendar::format_start(r.start, args.bucket),
@@ -268,6 +268,7 @@ fn show(db: &Option<String>, args: ShowArgs) -> anyhow::Result<i32> {
                     display_stored(&r.path),
                     metric.name.to_string(),
                     r.agg.n.to_string(),
+                    format!("{:.1}", r.agg.estimated),
                     r.agg.min.to_string(),
                     r.agg.quantile(0.5).unwrap_or(0).to_string(),
                     r.agg.quantile(0.95).unwrap_or(0).to_string(),
@@ -288,13 +289,17 @@ fn show(db: &Option<String>, args: ShowArgs) -> anyhow::Result<i32> {
 fn table(rows: &[nix_evalcost_store::BucketRow], bucket: Bucket, metric: &Metric) -> String {
     use nix_evalcost_core::attrpath::sanitize_text;
     let fmt = |v: Option<i64>| v.map_or("-".into(), |v| units::format(v.max(0) as u64, metric.unit));
-    let mut out = format!("{:<12} {:>6} {:>10} {:>10} {:>10} {:>10}  {}\n", bucket.name(), "n", "min", "p50", "p95", "max", "flake / output");
+    // Sampled passive reports stand for more evaluations than were stored: say how many.
+    let sampled = rows.iter().any(|r| (r.agg.estimated - r.agg.n as f64).abs() > 1e-6);
+    let estimate = |r: &nix_evalcost_store::BucketRow| if sampled { format!(" {:>8}", format!("~{:.0}", r.agg.estimated)) } else { String::new() };
+    let mut out = format!("{:<12} {:>6}{} {:>10} {:>10} {:>10} {:>10}  {}\n", bucket.name(), "n", if sampled { format!(" {:>8}", "est.") } else { String::new() }, "min", "p50", "p95", "max", "flake / output");
     for r in rows {
         let series = if r.path.is_empty() { r.flake.clone() } else { format!("{} / {}", r.flake, display_stored(&r.path)) };
         out += &format!(
-            "{:<12} {:>6} {:>10} {:>10} {:>10} {:>10}  {}\n",
+            "{:<12} {:>6}{} {:>10} {:>10} {:>10} {:>10}  {}\n",
             calendar::format_start(r.start, bucket),
             r.agg.n,
+            estimate(r),
             fmt(Some(r.agg.min)),
             fmt(r.agg.quantile(0.5)),
             fmt(r.agg.quantile(0.95)),
@@ -304,6 +309,9 @@ fn table(rows: &[nix_evalcost_store::BucketRow], bucket: Bucket, metric: &Metric
     }
     if rows.is_empty() {
         out += "(no evaluations in this range)\n";
+    }
+    if sampled {
+        out += "est.: the evaluations the sampled passive reports stand for (each counts 1 / its sample rate)\n";
     }
     out
 }

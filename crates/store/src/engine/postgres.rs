@@ -2,7 +2,7 @@
 //! advisory lock, so concurrent ingests from many machines serialise their daily-aggregate
 //! updates and lose nothing; readers never wait.
 
-use super::{batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{batch_aggregates, column, metric_columns, weight_of, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use postgres::types::ToSql;
@@ -138,7 +138,7 @@ impl Engine for Postgres {
         let flake = if s.flake.is_some() { " AND e.flake = $3" } else { "" };
         let rows = match &s.paths {
             None => {
-                let sql = format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col} FROM evaluations e WHERE e.started_at >= $1 AND e.started_at < $2{flake}");
+                let sql = format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= $1 AND e.started_at < $2{flake}");
                 match &s.flake {
                     Some(f) => self.client.query(&sql, &[&s.from, &s.until, f])?,
                     None => self.client.query(&sql, &[&s.from, &s.until])?,
@@ -146,7 +146,7 @@ impl Engine for Postgres {
             }
             Some(paths) => {
                 let sql = format!(
-                    "SELECT e.started_at, e.flake, p.path, o.error, o.{col} FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
+                    "SELECT e.started_at, e.flake, p.path, o.error, o.{col}, e.sample_rate FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
                      JOIN paths p ON p.id = o.path_id WHERE e.started_at >= $1 AND e.started_at < $2 AND p.path = ANY($4){flake}"
                 );
                 let sql = if s.flake.is_none() { sql.replace("$4", "$3") } else { sql };
@@ -156,7 +156,7 @@ impl Engine for Postgres {
                 }
             }
         };
-        Ok(rows.iter().map(|r| Sample { started_at: r.get(0), flake: r.get(1), path: r.get(2), error: r.get(3), value: r.get(4) }).collect())
+        Ok(rows.iter().map(|r| Sample { started_at: r.get(0), flake: r.get(1), path: r.get(2), error: r.get(3), value: r.get(4), weight: weight_of(r.get(5)) }).collect())
     }
 
     fn paths(&mut self) -> Result<Vec<String>> {

@@ -2,7 +2,7 @@
 //! take the lock at BEGIN IMMEDIATE and wait for each other (busy timeout), so concurrent
 //! ingests serialise and lose nothing.
 
-use super::{batch_aggregates, column, metric_columns, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{batch_aggregates, column, metric_columns, weight_of, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
@@ -158,9 +158,9 @@ impl Engine for Sqlite {
         let col = column(s.metric);
         let flake = if s.flake.is_some() { " AND e.flake = ?3" } else { "" };
         let sql = match &s.paths {
-            None => format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col} FROM evaluations e WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"),
+            None => format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"),
             Some(_) => format!(
-                "SELECT e.started_at, e.flake, p.path, o.error, o.{col} FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
+                "SELECT e.started_at, e.flake, p.path, o.error, o.{col}, e.sample_rate FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
                  JOIN paths p ON p.id = o.path_id WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"
             ),
         };
@@ -171,7 +171,7 @@ impl Engine for Sqlite {
         let wanted: Option<std::collections::HashSet<&str>> = s.paths.as_ref().map(|v| v.iter().map(String::as_str).collect());
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(p), |r| {
-            Ok(Sample { started_at: r.get(0)?, flake: r.get(1)?, path: r.get(2)?, error: r.get::<_, i64>(3)? != 0, value: r.get(4)? })
+            Ok(Sample { started_at: r.get(0)?, flake: r.get(1)?, path: r.get(2)?, error: r.get::<_, i64>(3)? != 0, value: r.get(4)?, weight: weight_of(r.get(5)?) })
         })?;
         let mut out = Vec::new();
         for row in rows {

@@ -7,6 +7,10 @@
 //! - `paths` and `outputs`: each output's exclusive cost, by interned path;
 //! - `daily`: per UTC day, flake, path (`''`: the whole evaluation) and metric, an aggregate
 //!   (`agg.rs`, JSON), kept in step with inserts in the same transaction.
+//!
+//! Version 2 adds `documents`: each evaluation's report, gzipped, for the board (its graph,
+//! its flamegraphs). [`MIGRATIONS`] takes a store from any older version to this one; a fresh
+//! store is created at version 1 and migrated like any other, so the steps are always run.
 
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
@@ -14,7 +18,57 @@ use crate::record::{Evaluation, Output, METRICS};
 pub mod postgres;
 pub mod sqlite;
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The steps from one schema version to the next: (the version it makes, SQL both dialects
+/// accept, with `{blob}` the engine's binary type). Run in order, each in the transaction that
+/// records the new version.
+pub const MIGRATIONS: [(i64, &str); 1] = [(
+    2,
+    "CREATE TABLE documents (
+       evaluation_id BIGINT PRIMARY KEY REFERENCES evaluations (id) ON DELETE CASCADE,
+       report {blob} NOT NULL)",
+)];
+
+/// A store newer than this nix-evalcost: refused, never downgraded.
+pub fn too_new(version: i64) -> StoreError {
+    StoreError::Other(format!("the store has schema version {version}, newer than this nix-evalcost ({SCHEMA_VERSION}); upgrade nix-evalcost"))
+}
+
+/// The columns of an [`EvaluationRow`], in its order.
+pub fn evaluation_columns() -> String {
+    format!("id, digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}", metric_columns())
+}
+
+/// One stored evaluation (without its outputs or document).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvaluationRow {
+    pub id: i64,
+    pub digest: String,
+    pub started_at: i64,
+    pub flake: String,
+    pub revision: String,
+    pub command: String,
+    pub mode: String,
+    pub hostname: String,
+    pub nix_version: String,
+    pub complete: bool,
+    pub errors: i64,
+    pub sample_rate: f64,
+    /// The history's metrics, in [`METRICS`] order.
+    pub values: [i64; 8],
+}
+
+/// The most expensive evaluations by one metric: a page of them.
+#[derive(Clone, Debug, Default)]
+pub struct EvaluationQuery {
+    pub metric: usize,
+    pub from: i64,
+    pub until: i64,
+    pub flake: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
 
 /// Metric column of `evaluations` and `outputs`.
 pub fn column(metric: usize) -> String {
@@ -100,6 +154,13 @@ pub trait Engine: Send {
         Ok(aggregate_samples(all))
     }
     fn count_evaluations(&mut self) -> Result<i64>;
+    /// A page of evaluations in the window, most expensive first by the query's metric (ties:
+    /// newest first), and how many the window holds.
+    fn evaluations(&mut self, query: &EvaluationQuery) -> Result<(i64, Vec<EvaluationRow>)>;
+    /// One evaluation and its outputs, by id.
+    fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>>;
+    /// One evaluation's report, gzipped JSON as ingested.
+    fn document(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
     /// The Nix version of the latest evaluation stored (empty when none).
     fn latest_nix_version(&mut self) -> Result<String>;
 }

@@ -8,7 +8,7 @@ use nix_evalcost_core::pathglob::PathGlob;
 use nix_evalcost_core::report::{FlakeMeta, Kind, Meta, Node, Report, SCHEMA, SCHEMA_VERSION};
 use nix_evalcost_store::alerts::{self, Rule};
 use nix_evalcost_store::calendar::Bucket;
-use nix_evalcost_store::engine::Selection;
+use nix_evalcost_store::engine::{EvaluationQuery, Selection};
 use nix_evalcost_store::record::{self, history_metric, Evaluation, Output};
 use nix_evalcost_store::{Location, PredictQuery, ShowQuery, Store};
 
@@ -245,5 +245,62 @@ fn drift_alerts_on_stored_series() {
         }
         assert_eq!(fired.len(), 1, "{fired:?}");
         assert_eq!((fired[0].value, fired[0].baseline), (150.0, 100.0));
+    });
+}
+
+/// Runs SQL on the store behind `db` with the engine's own client (for the migration test).
+fn raw_sql(db: &Location, sql: &str) {
+    match db {
+        Location::Sqlite(path) => rusqlite::Connection::open(path).unwrap().execute_batch(sql).unwrap(),
+        Location::Postgres(url) => postgres::Client::connect(url, postgres::NoTls).unwrap().batch_execute(sql).unwrap(),
+    }
+}
+
+#[test]
+fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        store.ingest(&[rows(&report(T0, "a", &[("packages.x", 10)], 1000))]).unwrap();
+        drop(store);
+        // Back to what version 1 wrote: no documents.
+        raw_sql(db, "DROP TABLE documents; UPDATE meta SET value = '1' WHERE key = 'schema_version';");
+        let mut store = Store::open(db).unwrap();
+        assert_eq!(store.engine().count_evaluations().unwrap(), 1, "the migration keeps what was stored");
+        let new = rows(&report(T0 + 60, "a", &[("packages.x", 11)], 1000));
+        store.ingest(&[new]).unwrap();
+        let (_, page) = store.engine().evaluations(&EvaluationQuery { metric: 3, from: 0, until: i64::MAX / 4, limit: 10, ..Default::default() }).unwrap();
+        assert_eq!(page.len(), 2);
+        assert!(store.engine().document(page[0].id).unwrap().is_some(), "version 2 keeps documents");
+        assert!(store.engine().document(page[1].id).unwrap().is_none(), "stored under version 1: none");
+        drop(store);
+        raw_sql(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version';");
+        let err = Store::open(db).err().expect("a newer store is refused").to_string();
+        assert!(err.contains("schema version 99") && err.contains("upgrade nix-evalcost"), "{err}");
+    });
+}
+
+#[test]
+fn evaluations_page_by_metric_and_keep_their_outputs_and_report() {
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let batch: Vec<_> = (0..7i64).map(|i| rows(&report(T0 + i * 60, if i % 2 == 0 { "a" } else { "b" }, &[("packages.x", 10 * i as u64), ("packages.y", 3)], 1000))).collect();
+        store.ingest(&batch).unwrap();
+        let fncalls = history_metric("fncalls").unwrap();
+        let q = EvaluationQuery { metric: fncalls, from: 0, until: i64::MAX / 4, limit: 3, offset: 0, flake: None };
+        let (total, first) = store.engine().evaluations(&q).unwrap();
+        assert_eq!(total, 7);
+        // Totals are 5 + 10i + 3: the most expensive is i = 6.
+        assert_eq!(first.iter().map(|e| e.values[fncalls]).collect::<Vec<_>>(), [68, 58, 48]);
+        let (_, second) = store.engine().evaluations(&EvaluationQuery { offset: 3, ..q.clone() }).unwrap();
+        assert_eq!(second.iter().map(|e| e.values[fncalls]).collect::<Vec<_>>(), [38, 28, 18]);
+        let (total_a, _) = store.engine().evaluations(&EvaluationQuery { flake: Some("a".into()), ..q.clone() }).unwrap();
+        assert_eq!(total_a, 4);
+        let (row, outputs) = store.engine().evaluation(first[0].id).unwrap().unwrap();
+        assert_eq!((row.flake.as_str(), outputs.len(), outputs[0].values[fncalls]), ("a", 2, 60));
+        let gz = store.engine().document(first[0].id).unwrap().unwrap();
+        let mut json = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
+        assert_eq!(json, serde_json::to_vec(&report(T0 + 6 * 60, "a", &[("packages.x", 60), ("packages.y", 3)], 1000)).unwrap(), "the report as ingested");
+        assert!(store.engine().evaluation(999_999).unwrap().is_none());
     });
 }

@@ -2,7 +2,10 @@
 //! advisory lock, so concurrent ingests from many machines serialise their daily-aggregate
 //! updates and lose nothing; readers never wait.
 
-use super::{batch_aggregates, column, metric_columns, weight_of, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{
+    batch_aggregates, column, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    StoreError, MIGRATIONS, SCHEMA_VERSION,
+};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use postgres::types::ToSql;
@@ -48,15 +51,37 @@ impl Postgres {
         let has_meta: bool = tx.query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?.get(0);
         if !has_meta {
             tx.batch_execute(&schema())?;
-            tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', $1)", &[&SCHEMA_VERSION.to_string()])?;
+            tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", &[])?;
         }
         let version: String = tx.query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.get(0);
         let version: i64 = version.parse().unwrap_or(0);
         if version > SCHEMA_VERSION {
-            return Err(StoreError::Other(format!("the store has schema version {version}, newer than this nix-evalcost ({SCHEMA_VERSION}); upgrade nix-evalcost")));
+            return Err(too_new(version));
+        }
+        for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            tx.batch_execute(&sql.replace("{blob}", "BYTEA"))?;
+            tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;
         Ok(Postgres { client })
+    }
+}
+
+fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
+    EvaluationRow {
+        id: r.get(0),
+        digest: r.get(1),
+        started_at: r.get(2),
+        flake: r.get(3),
+        revision: r.get(4),
+        command: r.get(5),
+        mode: r.get(6),
+        hostname: r.get(7),
+        nix_version: r.get(8),
+        complete: r.get(9),
+        errors: r.get(10),
+        sample_rate: r.get(11),
+        values: std::array::from_fn(|i| r.get(12 + i)),
     }
 }
 
@@ -73,6 +98,7 @@ impl Engine for Postgres {
         let out_placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
         let insert_output = tx.prepare(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES ($1, $2, $3, {out_placeholders})", metric_columns()))?;
         let upsert_path = tx.prepare("INSERT INTO paths (path) VALUES ($1) ON CONFLICT (path) DO UPDATE SET path = EXCLUDED.path RETURNING id")?;
+        let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
         let mut path_ids: HashMap<String, i64> = HashMap::new();
         let mut fresh = Vec::new();
         for (e, outputs) in batch {
@@ -82,6 +108,7 @@ impl Engine for Postgres {
             p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
             let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
             let id: i64 = row.get(0);
+            tx.execute(&insert_document, &[&id, &e.document])?;
             for o in outputs {
                 let path_id = match path_ids.get(&o.path) {
                     Some(&id) => id,
@@ -178,6 +205,32 @@ impl Engine for Postgres {
 
     fn count_evaluations(&mut self) -> Result<i64> {
         Ok(self.client.query_one("SELECT count(*) FROM evaluations", &[])?.get(0))
+    }
+
+    fn evaluations(&mut self, q: &EvaluationQuery) -> Result<(i64, Vec<EvaluationRow>)> {
+        let flake = q.flake.clone().unwrap_or_default();
+        // `$3 = ''` switches the flake filter off: one statement either way.
+        let where_ = "WHERE started_at >= $1 AND started_at < $2 AND ($3 = '' OR flake = $3)";
+        let total: i64 = self.client.query_one(&format!("SELECT count(*) FROM evaluations {where_}"), &[&q.from, &q.until, &flake])?.get(0);
+        let sql = format!("SELECT {} FROM evaluations {where_} ORDER BY {} DESC, id DESC LIMIT $4 OFFSET $5", evaluation_columns(), column(q.metric));
+        let rows = self.client.query(&sql, &[&q.from, &q.until, &flake, &q.limit, &q.offset])?;
+        Ok((total, rows.iter().map(evaluation_row).collect()))
+    }
+
+    fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>> {
+        let Some(row) = self.client.query_opt(&format!("SELECT {} FROM evaluations WHERE id = $1", evaluation_columns()), &[&id])? else { return Ok(None) };
+        let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = $1 ORDER BY p.path", metric_columns());
+        let outputs = self
+            .client
+            .query(&sql, &[&id])?
+            .iter()
+            .map(|r| Output { path: r.get(0), error: r.get(1), values: std::array::from_fn(|i| r.get(2 + i)) })
+            .collect();
+        Ok(Some((evaluation_row(&row), outputs)))
+    }
+
+    fn document(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self.client.query_opt("SELECT report FROM documents WHERE evaluation_id = $1", &[&id])?.map(|r| r.get(0)))
     }
 
     fn latest_nix_version(&mut self) -> Result<String> {

@@ -2,7 +2,10 @@
 //! take the lock at BEGIN IMMEDIATE and wait for each other (busy timeout), so concurrent
 //! ingests serialise and lose nothing.
 
-use super::{batch_aggregates, column, metric_columns, weight_of, DailyRow, Engine, Result, Sample, Selection, StoreError, SCHEMA_VERSION};
+use super::{
+    batch_aggregates, column, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    StoreError, MIGRATIONS, SCHEMA_VERSION,
+};
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
@@ -52,21 +55,48 @@ impl Sqlite {
     }
 }
 
-/// Creates the schema, or checks the stored version. (Version 1 is the first: later versions
-/// add their steps here, each in its own transaction.)
+/// Creates the schema (version 1), then runs the migrations from the stored version to
+/// [`SCHEMA_VERSION`], all in one write transaction: concurrent openers wait, then see a
+/// migrated store.
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_meta: bool = tx.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))? > 0;
     if !has_meta {
         tx.execute_batch(&schema())?;
-        tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])?;
+        tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", [])?;
     }
     let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get::<_, String>(0))?.parse().unwrap_or(0);
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Other(format!("the store has schema version {version}, newer than this nix-evalcost ({SCHEMA_VERSION}); upgrade nix-evalcost")));
+        return Err(too_new(version));
+    }
+    for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+        tx.execute_batch(&sql.replace("{blob}", "BLOB"))?;
+        tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [to.to_string()])?;
     }
     tx.commit()?;
     Ok(())
+}
+
+fn evaluation_row(r: &rusqlite::Row) -> rusqlite::Result<EvaluationRow> {
+    let mut values = [0i64; 8];
+    for (i, v) in values.iter_mut().enumerate() {
+        *v = r.get(12 + i)?;
+    }
+    Ok(EvaluationRow {
+        id: r.get(0)?,
+        digest: r.get(1)?,
+        started_at: r.get(2)?,
+        flake: r.get(3)?,
+        revision: r.get(4)?,
+        command: r.get(5)?,
+        mode: r.get(6)?,
+        hostname: r.get(7)?,
+        nix_version: r.get(8)?,
+        complete: r.get::<_, i64>(9)? != 0,
+        errors: r.get(10)?,
+        sample_rate: r.get(11)?,
+        values,
+    })
 }
 
 impl Engine for Sqlite {
@@ -85,6 +115,7 @@ impl Engine for Sqlite {
             let mut path_ids: HashMap<String, i64> = HashMap::new();
             let mut find_path = tx.prepare_cached("SELECT id FROM paths WHERE path = ?1")?;
             let mut insert_path = tx.prepare_cached("INSERT INTO paths (path) VALUES (?1)")?;
+            let mut insert_document = tx.prepare_cached("INSERT INTO documents (evaluation_id, report) VALUES (?1, ?2)")?;
             for (e, outputs) in batch {
                 let mut p: Vec<rusqlite::types::Value> = vec![
                     e.digest.clone().into(), e.started_at.into(), e.flake.clone().into(), e.revision.clone().into(),
@@ -96,6 +127,7 @@ impl Engine for Sqlite {
                     continue; // stored already
                 }
                 let id = tx.last_insert_rowid();
+                insert_document.execute(params![id, e.document])?;
                 for o in outputs {
                     let path_id = match path_ids.get(&o.path) {
                         Some(&id) => id,
@@ -205,6 +237,43 @@ impl Engine for Sqlite {
 
     fn count_evaluations(&mut self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT count(*) FROM evaluations", [], |r| r.get(0))?)
+    }
+
+    fn evaluations(&mut self, q: &EvaluationQuery) -> Result<(i64, Vec<EvaluationRow>)> {
+        let flake = if q.flake.is_some() { " AND flake = ?3" } else { "" };
+        let mut p: Vec<rusqlite::types::Value> = vec![q.from.into(), q.until.into()];
+        if let Some(f) = &q.flake {
+            p.push(f.clone().into());
+        }
+        let where_ = format!("WHERE started_at >= ?1 AND started_at < ?2{flake}");
+        let total = self.conn.prepare_cached(&format!("SELECT count(*) FROM evaluations {where_}"))?.query_row(params_from_iter(p.clone()), |r| r.get(0))?;
+        let n = p.len();
+        p.extend([q.limit.into(), q.offset.into()]);
+        let sql = format!("SELECT {} FROM evaluations {where_} ORDER BY {} DESC, id DESC LIMIT ?{} OFFSET ?{}", evaluation_columns(), column(q.metric), n + 1, n + 2);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(p), evaluation_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((total, rows))
+    }
+
+    fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>> {
+        let sql = format!("SELECT {} FROM evaluations WHERE id = ?1", evaluation_columns());
+        let Some(row) = self.conn.prepare_cached(&sql)?.query_row([id], evaluation_row).optional()? else { return Ok(None) };
+        let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ?1 ORDER BY p.path", metric_columns());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let outputs = stmt
+            .query_map([id], |r| {
+                let mut values = [0i64; 8];
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = r.get(2 + i)?;
+                }
+                Ok(Output { path: r.get(0)?, error: r.get::<_, i64>(1)? != 0, values })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some((row, outputs)))
+    }
+
+    fn document(&mut self, id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn.prepare_cached("SELECT report FROM documents WHERE evaluation_id = ?1")?.query_row([id], |r| r.get(0)).optional()?)
     }
 
     fn latest_nix_version(&mut self) -> Result<String> {

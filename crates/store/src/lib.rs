@@ -12,6 +12,7 @@
 pub mod agg;
 pub mod alerts;
 pub mod calendar;
+pub mod collector;
 pub mod export;
 pub mod engine;
 pub mod record;
@@ -140,6 +141,26 @@ impl Store {
                 max: v.iter().copied().max().unwrap_or(0),
             })
             .collect())
+    }
+
+    /// The alerts `rules` raise on the latest evaluation of each series (flake, and output for
+    /// rules with a glob), against the history before it.
+    pub fn check(&mut self, rules: &[alerts::Rule], flake: Option<&str>, now: i64) -> Result<Vec<alerts::Alert>> {
+        let mut fired = Vec::new();
+        for rule in rules {
+            let paths = self.matching_paths(rule.glob.as_ref())?;
+            let selection = Selection { flake: flake.map(str::to_string), paths, metric: rule.metric, from: now - rule.lookback() - 30 * 86_400, until: now + 1 };
+            let mut series: BTreeMap<(String, String), Vec<engine::Sample>> = BTreeMap::new();
+            for s in self.engine.samples(&selection)? {
+                series.entry((s.flake.clone(), s.path.clone())).or_default().push(s);
+            }
+            for ((flake, path), mut samples) in series {
+                samples.sort_by_key(|s| s.started_at);
+                let output = (!path.is_empty()).then(|| record::display_stored(&path));
+                fired.extend(alerts::evaluate(rule, &flake, output.as_deref(), &samples, now));
+            }
+        }
+        Ok(fired)
     }
 
     /// Deletes evaluations that started before the UTC day `days` before `now`'s.

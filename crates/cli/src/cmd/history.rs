@@ -6,12 +6,10 @@ use crate::{choice, parse_metric_name, BadInput, OutputArgs};
 use nix_evalcost_core::metric::Metric;
 use nix_evalcost_core::pathglob::PathGlob;
 use nix_evalcost_core::units;
-use nix_evalcost_store::alerts::{self, Alert, Rule};
+use nix_evalcost_store::alerts::Rule;
 use nix_evalcost_store::calendar::{self, Bucket};
-use nix_evalcost_store::engine::Selection;
 use nix_evalcost_store::record::{self, display_stored, history_metric};
 use nix_evalcost_store::{export, Location, PredictQuery, ShowQuery, Store};
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -187,44 +185,22 @@ fn ingest(db: &Option<String>, args: IngestArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The collector: ingests reports as they appear in `dir`, until interrupted. A file that does
-/// not parse yet (still being written by a writer that does not rename) is retried until it
-/// has not changed for 10 s; then it is reported once and skipped.
+/// The collector: ingests reports as they appear in `dir` (store's `collector`), until SIGINT
+/// or SIGTERM.
 fn watch(store: &mut Store, dir: &std::path::Path, interval: Duration) -> anyhow::Result<()> {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let mut seen: HashMap<PathBuf, (SystemTime, u64)> = HashMap::new();
+    let mut collector = nix_evalcost_store::collector::Collector::default();
     eprintln!("watching {} (Ctrl-C to stop)", dir.display());
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let mut files = Vec::new();
-        if dir.is_dir() {
-            files = inputs::expand(&[dir.to_path_buf()]).unwrap_or_default();
+        let found = collector.poll(dir);
+        for e in &found.skipped {
+            eprintln!("nix-evalcost: skipped {e}");
         }
-        let mut batch = Vec::new();
-        for file in files {
-            let Ok(meta) = std::fs::metadata(&file) else { continue };
-            let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
-            if seen.get(&file) == Some(&stamp) {
-                continue;
-            }
-            match nix_evalcost_store::read_record(&file) {
-                Ok(r) => {
-                    batch.push(r);
-                    seen.insert(file, stamp);
-                }
-                Err(e) => {
-                    let settled = stamp.0.elapsed().is_ok_and(|age| age > Duration::from_secs(10));
-                    if settled {
-                        eprintln!("nix-evalcost: skipped {e}");
-                        seen.insert(file, stamp);
-                    }
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let new = store.ingest(&batch)?;
+        if !found.records.is_empty() {
+            let new = store.ingest(&found.records)?;
             if new > 0 {
                 eprintln!("ingested {}", units::plural(new, "report"));
             }
@@ -345,23 +321,7 @@ fn predict(db: &Option<String>, args: PredictArgs) -> anyhow::Result<i32> {
 fn check(db: &Option<String>, args: CheckArgs) -> anyhow::Result<i32> {
     let mut store = open(db)?;
     let now = now();
-    let mut fired: Vec<Alert> = Vec::new();
-    for rule in &args.rules {
-        let paths = match &rule.glob {
-            Some(g) => Some(store.engine().paths()?.into_iter().filter(|p| g.matches(&record::path_components(p))).collect()),
-            None => None,
-        };
-        let selection = Selection { flake: args.flake.clone(), paths, metric: rule.metric, from: now - rule.lookback() - 30 * 86_400, until: now + 1 };
-        let mut series: BTreeMap<(String, String), Vec<_>> = BTreeMap::new();
-        for s in store.engine().samples(&selection)? {
-            series.entry((s.flake.clone(), s.path.clone())).or_default().push(s);
-        }
-        for ((flake, path), mut samples) in series {
-            samples.sort_by_key(|s| s.started_at);
-            let output = (!path.is_empty()).then(|| display_stored(&path));
-            fired.extend(alerts::evaluate(rule, &flake, output.as_deref(), &samples, now));
-        }
-    }
+    let fired = store.check(&args.rules, args.flake.as_deref(), now)?;
     match args.format.as_str() {
         "json" => println!("{}", serde_json::to_string_pretty(&fired)?),
         _ => {

@@ -263,9 +263,14 @@ fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
         store.ingest(&[rows(&report(T0, "a", &[("packages.x", 10)], 1000))]).unwrap();
         drop(store);
         // Back to what version 1 wrote: no documents.
-        raw_sql(db, "DROP TABLE documents; UPDATE meta SET value = '1' WHERE key = 'schema_version';");
+        // Version 1 had no documents, and aggregates in another encoding.
+        raw_sql(db, "DROP TABLE documents; UPDATE meta SET value = '1' WHERE key = 'schema_version';
+                     UPDATE daily SET agg = '{\"n\": 1, \"sketch\": {\"config\": {}}}';");
         let mut store = Store::open(db).unwrap();
         assert_eq!(store.engine().count_evaluations().unwrap(), 1, "the migration keeps what was stored");
+        let wall = store.engine().daily(&whole("wall", 0, i64::MAX / 4)).unwrap();
+        assert_eq!((wall.len(), wall[0].agg.n, wall[0].agg.sum), (1, 1, 15_000), "aggregates rebuilt from the raw rows");
+        assert!(!store.engine().rebuild_pending().unwrap());
         let new = rows(&report(T0 + 60, "a", &[("packages.x", 11)], 1000));
         store.ingest(&[new]).unwrap();
         let (_, page) = store.engine().evaluations(&EvaluationQuery { metric: 3, from: 0, until: i64::MAX / 4, limit: 10, ..Default::default() }).unwrap();

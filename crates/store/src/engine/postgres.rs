@@ -3,7 +3,7 @@
 //! updates and lose nothing; readers never wait.
 
 use super::{
-    batch_aggregates, column, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    column, groups, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -63,8 +63,53 @@ impl Postgres {
             tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;
-        Ok(Postgres { client })
+        let mut postgres = Postgres { client };
+        postgres.finish_migrations()?;
+        Ok(postgres)
     }
+}
+
+/// The evaluations of `batch` not stored yet, with their documents and outputs; returns their
+/// indices in `batch`.
+fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
+    let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
+    let insert_eval = tx.prepare(&format!(
+        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}) ON CONFLICT (digest) DO NOTHING RETURNING id",
+        metric_columns()
+    ))?;
+    let arrays = (0..METRICS.len()).map(|i| format!("${}::bigint[]", i + 4)).collect::<Vec<_>>().join(", ");
+    let insert_outputs = tx.prepare(&format!(
+        "INSERT INTO outputs (evaluation_id, path_id, error, {}) SELECT $1, * FROM unnest($2::bigint[], $3::bool[], {arrays})",
+        metric_columns()
+    ))?;
+    let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
+    let mut path_ids: HashMap<String, i64> = HashMap::new();
+    let mut fresh = Vec::new();
+    for (i, (e, outputs)) in batch.iter().enumerate() {
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
+            &e.digest, &e.started_at, &e.flake, &e.revision, &e.command, &e.mode, &e.hostname, &e.nix_version, &e.complete, &e.errors, &e.sample_rate,
+        ];
+        p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
+        let id: i64 = row.get(0);
+        tx.execute(&insert_document, &[&id, &e.document])?;
+        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| !path_ids.contains_key(*p)).collect();
+        if !unknown.is_empty() {
+            tx.execute("INSERT INTO paths (path) SELECT unnest($1::text[]) ON CONFLICT (path) DO NOTHING", &[&unknown])?;
+            for r in tx.query("SELECT id, path FROM paths WHERE path = ANY($1)", &[&unknown])? {
+                path_ids.insert(r.get(1), r.get(0));
+            }
+        }
+        let ids: Vec<i64> = outputs.iter().map(|o| path_ids[&o.path]).collect();
+        let errors: Vec<bool> = outputs.iter().map(|o| o.error).collect();
+        let columns: Vec<Vec<i64>> = (0..METRICS.len()).map(|m| outputs.iter().map(|o| o.values[m]).collect()).collect();
+        let mut p: Vec<&(dyn ToSql + Sync)> = vec![&id, &ids, &errors];
+        p.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
+        tx.execute(&insert_outputs, &p)?;
+        fresh.push(i);
+    }
+    Ok(fresh)
 }
 
 fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
@@ -86,59 +131,56 @@ fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
 }
 
 impl Engine for Postgres {
+    /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
+    /// batch's aggregates are read per (day, flake) group and written in one statement.
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
-        let insert_eval = tx.prepare(&format!(
-            "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}) ON CONFLICT (digest) DO NOTHING RETURNING id",
-            metric_columns()
-        ))?;
-        let out_placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 4)).collect::<Vec<_>>().join(", ");
-        let insert_output = tx.prepare(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES ($1, $2, $3, {out_placeholders})", metric_columns()))?;
-        let upsert_path = tx.prepare("INSERT INTO paths (path) VALUES ($1) ON CONFLICT (path) DO UPDATE SET path = EXCLUDED.path RETURNING id")?;
-        let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
-        let mut path_ids: HashMap<String, i64> = HashMap::new();
-        let mut fresh = Vec::new();
-        for (e, outputs) in batch {
-            let mut p: Vec<&(dyn ToSql + Sync)> = vec![
-                &e.digest, &e.started_at, &e.flake, &e.revision, &e.command, &e.mode, &e.hostname, &e.nix_version, &e.complete, &e.errors, &e.sample_rate,
-            ];
-            p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
-            let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
-            let id: i64 = row.get(0);
-            tx.execute(&insert_document, &[&id, &e.document])?;
-            for o in outputs {
-                let path_id = match path_ids.get(&o.path) {
-                    Some(&id) => id,
-                    None => {
-                        let id: i64 = tx.query_one(&upsert_path, &[&o.path])?.get(0);
-                        path_ids.insert(o.path.clone(), id);
-                        id
-                    }
-                };
-                let mut p: Vec<&(dyn ToSql + Sync)> = vec![&id, &path_id, &o.error];
-                p.extend(o.values.iter().map(|v| v as &(dyn ToSql + Sync)));
-                tx.execute(&insert_output, &p)?;
+        let (fresh, added) = store_and_aggregate(batch, || insert_rows(&mut tx, batch))?;
+        let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
+        for (day, flake) in groups(&added) {
+            for r in tx.query("SELECT path, metric, agg FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
+                stored.insert((day, flake.clone(), r.get(0), r.get(1)), r.get(2));
             }
-            fresh.push((e.clone(), outputs.clone()));
         }
-        let read = tx.prepare("SELECT agg FROM daily WHERE day = $1 AND flake = $2 AND path = $3 AND metric = $4")?;
-        let write = tx.prepare(
-            "INSERT INTO daily (day, flake, path, metric, agg) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
-        )?;
-        for ((day, flake, path, metric), added) in batch_aggregates(&fresh) {
-            let mut agg = match tx.query_opt(&read, &[&day, &flake, &path, &metric])? {
-                Some(row) => Agg::from_json(row.get(0)).map_err(StoreError::Other)?,
+        let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+        for (key, added) in added {
+            let mut agg = match stored.get(&key) {
+                Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
                 None => Agg::default(),
             };
             agg.merge(&added);
-            tx.execute(&write, &[&day, &flake, &path, &metric, &agg.to_json()])?;
+            let (day, flake, path, metric) = key;
+            rows.0.push(day);
+            rows.1.push(flake);
+            rows.2.push(path);
+            rows.3.push(metric);
+            rows.4.push(agg.to_json());
         }
+        tx.execute(
+            "INSERT INTO daily (day, flake, path, metric, agg) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+             ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
+            &[&rows.0, &rows.1, &rows.2, &rows.3, &rows.4],
+        )?;
         tx.commit()?;
         Ok(fresh.len())
+    }
+
+    fn rebuild_pending(&mut self) -> Result<bool> {
+        Ok(self.client.query_one("SELECT count(*) FROM meta WHERE key = 'rebuild_daily'", &[])?.get::<_, i64>(0) > 0)
+    }
+
+    fn replace_daily(&mut self, rows: &[DailyRow]) -> Result<()> {
+        let mut tx = self.client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        tx.execute("DELETE FROM daily", &[])?;
+        let write = tx.prepare("INSERT INTO daily (day, flake, path, metric, agg) VALUES ($1, $2, $3, $4, $5)")?;
+        for r in rows {
+            tx.execute(&write, &[&r.day, &r.flake, &r.path, &r.metric, &r.agg.to_json()])?;
+        }
+        tx.execute("DELETE FROM meta WHERE key = 'rebuild_daily'", &[])?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {

@@ -15,6 +15,7 @@ mod cmd {
     pub mod report;
 }
 pub mod nixrun;
+mod serve;
 mod svg;
 
 use cmd::{bench, compare, doctor, flamegraph, graph, history, info, profile, report};
@@ -55,6 +56,8 @@ enum Command {
     Doctor(doctor::DoctorArgs),
     /// Remember every evaluation (SQLite, or PostgreSQL for a fleet): trends, predictions, drift alerts.
     History(history::HistoryArgs),
+    /// Serve the history to a team: a board, a JSON API, authenticated ingest, /metrics.
+    Serve(serve::ServeArgs),
 }
 
 /// Which costs a table shows and how it is ranked (shared by `profile` and `report`).
@@ -190,6 +193,7 @@ pub fn main() -> i32 {
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::History(args) => history::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(status) => status,

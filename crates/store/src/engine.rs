@@ -139,8 +139,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// What an engine does; the store's logic (lib.rs) is written once over it.
 pub trait Engine: Send {
     /// Stores the batch in one transaction: evaluations not seen before (by digest), their
-    /// outputs, and the daily aggregates merged with theirs. Returns how many were new.
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize>;
+    /// outputs, and the daily aggregates merged with theirs. Returns the indices of the new.
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>>;
     fn daily(&mut self, selection: &Selection) -> Result<Vec<DailyRow>>;
     fn samples(&mut self, selection: &Selection) -> Result<Vec<Sample>>;
     /// Every output path stored.

@@ -35,7 +35,47 @@ fn bounded(weights: &BTreeMap<String, f64>, top: usize) -> impl Fn(&str) -> Stri
     move |k: &str| if kept.contains(k) { k.to_string() } else { OTHER.to_string() }
 }
 
+/// The two text formats Prometheus scrapes. They differ here in three things: OpenMetrics
+/// names a counter's family without `_total` (its samples carry it), has `# UNIT` lines, and
+/// ends with `# EOF`; the Prometheus text format (0.0.4) names the family as its samples and
+/// has neither.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exposition {
+    OpenMetrics,
+    Prometheus,
+}
+
+impl Exposition {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+
+    /// The name a counter family is declared under.
+    fn counter_family(self, family: &str) -> String {
+        match self {
+            Exposition::OpenMetrics => family.to_string(),
+            Exposition::Prometheus => format!("{family}_total"),
+        }
+    }
+}
+
+/// A counter of the exporting process itself (a server's ingests), appended to the store's.
+pub struct ExtraCounter {
+    pub family: &'static str,
+    pub help: &'static str,
+    /// (label name, label value, value).
+    pub samples: Vec<(&'static str, String, f64)>,
+}
+
+/// `history export`: OpenMetrics.
 pub fn openmetrics(store: &mut Store, from: i64, until: i64, top: usize) -> Result<String> {
+    exposition(store, from, until, top, Exposition::OpenMetrics, &[])
+}
+
+pub fn exposition(store: &mut Store, from: i64, until: i64, top: usize, format: Exposition, extra: &[ExtraCounter]) -> Result<String> {
     let nix_version = store.engine().latest_nix_version()?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP nix_evalcost_build_info The nix-evalcost that wrote these figures, and the Nix of the latest evaluation.");
@@ -49,9 +89,9 @@ pub fn openmetrics(store: &mut Store, from: i64, until: i64, top: usize) -> Resu
     }
     let flake_of = bounded(&flake_weight, top);
 
-    histogram(&mut out, "nix_evalcost_evaluation_wall_seconds", "Wall time of whole evaluations.", Some("seconds"), &WALL_BUCKETS, wall.iter().map(|s| (flake_of(&s.flake), s.value as f64 / 1e9)));
+    histogram(&mut out, format, "nix_evalcost_evaluation_wall_seconds", "Wall time of whole evaluations.", Some("seconds"), &WALL_BUCKETS, wall.iter().map(|s| (flake_of(&s.flake), s.value as f64 / 1e9)));
     let rss = store.engine().samples(&select("peak-rss"))?;
-    histogram(&mut out, "nix_evalcost_evaluation_peak_rss_bytes", "Peak resident memory of whole evaluations.", Some("bytes"), &RSS_BUCKETS, rss.iter().map(|s| (flake_of(&s.flake), s.value as f64)));
+    histogram(&mut out, format, "nix_evalcost_evaluation_peak_rss_bytes", "Peak resident memory of whole evaluations.", Some("bytes"), &RSS_BUCKETS, rss.iter().map(|s| (flake_of(&s.flake), s.value as f64)));
 
     let mut evaluations: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for s in &wall {
@@ -59,14 +99,14 @@ pub fn openmetrics(store: &mut Store, from: i64, until: i64, top: usize) -> Resu
         e.0 += 1;
         e.1 += s.error as u64;
     }
-    counter(&mut out, "nix_evalcost_evaluations", "Evaluations stored.", evaluations.iter().map(|(f, (n, _))| (f.clone(), *n as f64)));
-    counter(&mut out, "nix_evalcost_evaluation_errors", "Stored evaluations with a failing output.", evaluations.iter().map(|(f, (_, e))| (f.clone(), *e as f64)));
+    counter(&mut out, format, "nix_evalcost_evaluations", "Evaluations stored.", evaluations.iter().map(|(f, (n, _))| (f.clone(), *n as f64)));
+    counter(&mut out, format, "nix_evalcost_evaluation_errors", "Stored evaluations with a failing output.", evaluations.iter().map(|(f, (_, e))| (f.clone(), *e as f64)));
     for (metric, family, scale) in COUNTERS {
         let mut totals: BTreeMap<String, f64> = BTreeMap::new();
         for s in store.engine().samples(&select(metric))? {
             *totals.entry(flake_of(&s.flake)).or_default() += s.value as f64 * scale;
         }
-        counter(&mut out, family, &format!("Total {metric} of the stored evaluations."), totals.into_iter());
+        counter(&mut out, format, family, &format!("Total {metric} of the stored evaluations."), totals.into_iter());
     }
     // Per output, from the daily aggregates: O(days x outputs), not O(reports).
     let paths = store.engine().paths()?;
@@ -83,27 +123,37 @@ pub fn openmetrics(store: &mut Store, from: i64, until: i64, top: usize) -> Resu
         *per_output.entry((flake_of(&row.flake), path)).or_default() += row.agg.sum as f64 / 1e9;
     }
     let name = "nix_evalcost_output_wall_seconds";
-    let _ = writeln!(out, "# HELP {name} Exclusive wall time of each output over the stored evaluations (top outputs, the rest <other>).");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# HELP {} Exclusive wall time of each output over the stored evaluations (top outputs, the rest <other>).", format.counter_family(name));
+    let _ = writeln!(out, "# TYPE {} counter", format.counter_family(name));
     for ((flake, path), v) in per_output {
         let _ = writeln!(out, "{name}_total{{flake=\"{}\",path=\"{}\"}} {v}", label(&flake), label(&path));
     }
-    out.push_str("# EOF\n");
+    for c in extra {
+        let _ = writeln!(out, "# HELP {} {}", format.counter_family(c.family), c.help);
+        let _ = writeln!(out, "# TYPE {} counter", format.counter_family(c.family));
+        for (name, value, v) in &c.samples {
+            let _ = writeln!(out, "{}_total{{{name}=\"{}\"}} {v}", c.family, label(value));
+        }
+    }
+    if format == Exposition::OpenMetrics {
+        out.push_str("# EOF\n");
+    }
     Ok(out)
 }
 
-fn counter(out: &mut String, family: &str, help: &str, values: impl Iterator<Item = (String, f64)>) {
-    let _ = writeln!(out, "# HELP {family} {help}");
-    let _ = writeln!(out, "# TYPE {family} counter");
+fn counter(out: &mut String, format: Exposition, family: &str, help: &str, values: impl Iterator<Item = (String, f64)>) {
+    let declared = format.counter_family(family);
+    let _ = writeln!(out, "# HELP {declared} {help}");
+    let _ = writeln!(out, "# TYPE {declared} counter");
     for (flake, v) in values {
         let _ = writeln!(out, "{family}_total{{flake=\"{}\"}} {v}", label(&flake));
     }
 }
 
-fn histogram(out: &mut String, family: &str, help: &str, unit: Option<&str>, bounds: &[f64], values: impl Iterator<Item = (String, f64)>) {
+fn histogram(out: &mut String, format: Exposition, family: &str, help: &str, unit: Option<&str>, bounds: &[f64], values: impl Iterator<Item = (String, f64)>) {
     let _ = writeln!(out, "# HELP {family} {help}");
     let _ = writeln!(out, "# TYPE {family} histogram");
-    if let Some(unit) = unit {
+    if let (Some(unit), Exposition::OpenMetrics) = (unit, format) {
         let _ = writeln!(out, "# UNIT {family} {unit}");
     }
     let mut per_flake: BTreeMap<String, (Vec<u64>, f64, u64)> = BTreeMap::new();

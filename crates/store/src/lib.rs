@@ -86,18 +86,28 @@ impl Store {
     /// Stores reports (parsed and validated first: a bad one stores nothing of itself). Returns
     /// how many were new.
     pub fn ingest(&mut self, reports: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
-        let mut new = 0;
-        for chunk in reports.chunks(INGEST_BATCH) {
-            new += self.engine.ingest(chunk)?;
+        Ok(self.ingest_marked(reports)?.iter().filter(|&&new| new).count())
+    }
+
+    /// Like [`Store::ingest`], saying of each report whether it was new.
+    pub fn ingest_marked(&mut self, reports: &[(Evaluation, Vec<Output>)]) -> Result<Vec<bool>> {
+        let mut marks = vec![false; reports.len()];
+        for (c, chunk) in reports.chunks(INGEST_BATCH).enumerate() {
+            for i in self.engine.ingest(chunk)? {
+                marks[c * INGEST_BATCH + i] = true;
+            }
         }
-        Ok(new)
+        Ok(marks)
     }
 
     /// Time buckets of one metric: the whole evaluations (`glob: None`) or each output whose
     /// path matches. From the daily aggregates for day, week and month buckets (O(days)); from
     /// raw rows for hours.
     pub fn show(&mut self, query: &ShowQuery) -> Result<Vec<BucketRow>> {
-        let paths = self.matching_paths(query.glob.as_ref())?;
+        let paths = match &query.output {
+            Some(path) => Some(vec![path.clone()]),
+            None => self.matching_paths(query.glob.as_ref())?,
+        };
         let selection = Selection { flake: query.flake.clone(), paths, metric: query.metric, from: query.from, until: query.until };
         let mut series: BTreeMap<(i64, String, String), Agg> = BTreeMap::new();
         if query.bucket == Bucket::Hour {
@@ -186,6 +196,9 @@ pub struct ShowQuery {
     pub until: i64,
     pub flake: Option<String>,
     pub glob: Option<PathGlob>,
+    /// One output, by its stored path (a JSON array of names): exact, where a glob would
+    /// read names as patterns.
+    pub output: Option<String>,
     pub metric: usize,
 }
 

@@ -171,7 +171,7 @@ fn buckets_across_month_boundaries_in_utc() {
         // UTC would put them on the next day).
         let batch: Vec<_> = (0..4).map(|d| rows(&report(T0 + d * DAY + 23 * 3600 + 1800, "f", &[("packages.a", 10 * (d as u64 + 1))], 1))).collect();
         store.ingest(&batch).unwrap();
-        let q = |bucket| ShowQuery { bucket, from: T0, until: T0 + 10 * DAY, flake: None, glob: None, metric: history_metric("fncalls").unwrap() };
+        let q = |bucket| ShowQuery { bucket, from: T0, until: T0 + 10 * DAY, flake: None, glob: None, output: None, metric: history_metric("fncalls").unwrap() };
         let months = store.show(&q(Bucket::Month)).unwrap();
         assert_eq!(months.len(), 2);
         assert_eq!(months[0].start, T0 - 29 * DAY, "January 1");

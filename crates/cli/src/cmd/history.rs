@@ -216,7 +216,7 @@ fn show(db: &Option<String>, args: ShowArgs) -> anyhow::Result<i32> {
     let mut store = open(db)?;
     let now = now();
     let from = args.since.unwrap_or_else(|| now - args.days.unwrap_or(30) * 86_400);
-    let query = ShowQuery { bucket: args.bucket, from, until: now + 1, flake: args.flake, glob: args.filter, metric: args.metric };
+    let query = ShowQuery { bucket: args.bucket, from, until: now + 1, flake: args.flake, glob: args.filter, output: None, metric: args.metric };
     let rows = store.show(&query)?;
     let metric = record::metric(args.metric);
     let text = match args.format.as_str() {

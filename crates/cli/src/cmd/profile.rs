@@ -274,3 +274,21 @@ fn progress_bar(disabled: bool) -> ProgressBar {
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
+
+/// The HTML report of a stored report (gzipped JSON, as the history keeps it): what `serve`
+/// shows for one evaluation. The same page as `--html`, with the default columns.
+pub(crate) fn html_of_document(gz: &[u8], id: i64) -> Result<String> {
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut json).context("the stored report does not inflate")?;
+    let name = PathBuf::from(format!("evaluation-{id}"));
+    let report = nix_evalcost_core::report_io::report_from_bytes(&name, &json, nix_evalcost_core::report_io::MAX_REPORT_BYTES)?;
+    let names = ["wall", "thunks", "fncalls", "alloc"];
+    let metrics = names.iter().map(|n| nix_evalcost_core::metric::find(n).map_err(|e| anyhow!(e))).collect::<Result<Vec<_>>>()?;
+    let options = nix_evalcost_core::merge::MergeOptions { metrics, allow_mixed: true, ..Default::default() };
+    let merged = merge_report(&report, &name, &options);
+    let flake = report.meta.flake.as_ref().map_or("(no flake)".to_string(), |f| f.original_ref.clone());
+    let page = nix_evalcost_core::render::html::merged_page(&merged, &format!("nix-evalcost: {flake}, evaluation {id}"));
+    let flamegraphs = if report.stacks.is_some() { draw_flamegraphs(&report)? } else { Vec::new() };
+    let svgs: Vec<(String, Vec<u8>)> = flamegraphs.into_iter().map(|(metric, svg)| (format!("flamegraph: {metric}"), svg)).collect();
+    Ok(nix_evalcost_core::render::html::render(&page, &svgs))
+}

@@ -133,7 +133,7 @@ fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
 impl Engine for Postgres {
     /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
     /// batch's aggregates are read per (day, flake) group and written in one statement.
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
         let (fresh, added) = store_and_aggregate(batch, || insert_rows(&mut tx, batch))?;
@@ -163,7 +163,7 @@ impl Engine for Postgres {
             &[&rows.0, &rows.1, &rows.2, &rows.3, &rows.4],
         )?;
         tx.commit()?;
-        Ok(fresh.len())
+        Ok(fresh)
     }
 
     fn rebuild_pending(&mut self) -> Result<bool> {

@@ -155,7 +155,7 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)]) 
 }
 
 impl Engine for Sqlite {
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<usize> {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let (fresh, added) = store_and_aggregate(batch, || insert_rows(&tx, batch))?;
         {
@@ -179,7 +179,7 @@ impl Engine for Sqlite {
             }
         }
         tx.commit()?;
-        Ok(fresh.len())
+        Ok(fresh)
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {

@@ -1,0 +1,183 @@
+//! Ingest over HTTP and from a directory. Every report is read and validated before it is
+//! queued, and one writer thread stores what is queued in one transaction (group commit): a
+//! burst of ingests costs one commit, and the daily aggregates of a day are merged once.
+
+use super::{ApiError, App};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use nix_evalcost_store::record::{Evaluation, Output};
+use nix_evalcost_store::Store;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+
+type Record = (Evaluation, Vec<Output>);
+type Reply = oneshot::Sender<Result<bool, String>>;
+
+/// The most reports one transaction stores.
+const GROUP: usize = 256;
+
+/// The queue to the writer thread, and what it has done.
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<(Record, Reply)>,
+    pub counts: Arc<Counts>,
+}
+
+/// Reports ingested since the server started, for /metrics.
+#[derive(Default)]
+pub struct Counts {
+    pub new: AtomicU64,
+    pub duplicate: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+impl Writer {
+    pub fn start(mut store: Store) -> (Writer, std::thread::JoinHandle<()>) {
+        let (queue, mut rx) = mpsc::channel::<(Record, Reply)>(4 * GROUP);
+        let counts = Arc::new(Counts::default());
+        let thread_counts = counts.clone();
+        let thread = std::thread::Builder::new()
+            .name("ingest-writer".into())
+            .spawn(move || {
+                while let Some(first) = rx.blocking_recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP {
+                        match rx.try_recv() {
+                            Ok(job) => group.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let (records, replies): (Vec<Record>, Vec<Reply>) = group.into_iter().unzip();
+                    match store.ingest_marked(&records) {
+                        Ok(marks) => {
+                            for (new, reply) in marks.into_iter().zip(replies) {
+                                let counter = if new { &thread_counts.new } else { &thread_counts.duplicate };
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                let _ = reply.send(Ok(new));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, reports = records.len(), "storing failed; nothing of this group was stored");
+                            for reply in replies {
+                                let _ = reply.send(Err(e.to_string()));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("a thread");
+        (Writer { queue, counts }, thread)
+    }
+
+    /// Stores `record`; true if it was new.
+    pub async fn store(&self, record: Record) -> Result<bool, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((record, reply)).await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
+        answer.await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?.map_err(ApiError::internal)
+    }
+}
+
+/// `POST /api/v1/reports`: one report, JSON or gzipped JSON. 201 when stored, 200 when it was
+/// stored already (same digest); 401/403 without the token, 413 too big, 400 invalid, 415 not
+/// JSON. Nothing is stored unless the whole report is valid.
+pub async fn post_report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&app, &headers)?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if !matches!(ct.as_str(), "application/json" | "application/gzip" | "application/x-gzip" | "application/octet-stream") {
+            app.writer.counts.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type {ct:?}: send application/json (or gzip)")));
+        }
+    }
+    let limit = (app.max_body as u64).saturating_mul(16).min(nix_evalcost_core::report_io::MAX_REPORT_BYTES);
+    let record = match tokio::task::spawn_blocking(move || decode(&body, limit)).await.map_err(ApiError::internal)? {
+        Ok(r) => r,
+        Err(e) => {
+            app.writer.counts.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
+    let digest = record.0.digest.clone();
+    let new = app.writer.store(record).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(serde_json::json!({ "digest": digest, "stored": new }))))
+}
+
+/// The bearer token, compared in constant time.
+fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &app.token else {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "ingest over HTTP is off: start serve with --token-file or NIX_EVALCOST_TOKEN"));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    if given.as_bytes().ct_eq(token).into() {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer …)"))
+    }
+}
+
+/// The body's report as the history's rows: inflated (at most `limit` bytes), parsed and
+/// validated like a file given to `history ingest`, so both store the same digest.
+fn decode(body: &[u8], limit: u64) -> Result<Record, ApiError> {
+    let mut inflated = Vec::new();
+    let json: &[u8] = if body.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(body)
+            .take(limit + 1)
+            .read_to_end(&mut inflated)
+            .map_err(|e| ApiError::bad(format!("the gzip body does not inflate: {e}")))?;
+        if inflated.len() as u64 > limit {
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the report inflates beyond {limit} bytes")));
+        }
+        &inflated
+    } else {
+        body
+    };
+    let name = std::path::Path::new("request body");
+    let report = nix_evalcost_core::report_io::report_from_bytes(name, json, limit).map_err(|e| ApiError::bad(e.to_string()))?;
+    nix_evalcost_store::record::records(&report, json).map_err(ApiError::bad)
+}
+
+/// The directory collector inside the server: polls, and queues what it finds to the writer.
+pub struct Collector {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Collector {
+    pub fn start(dir: PathBuf, interval: Duration, writer: Writer) -> Collector {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut collector = nix_evalcost_store::collector::Collector::default();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+            while !flag.load(Ordering::Relaxed) {
+                let found = collector.poll(&dir);
+                for e in found.skipped {
+                    tracing::warn!(error = %e, "skipped a report");
+                }
+                for record in found.records {
+                    let digest = record.0.digest.clone();
+                    match runtime.block_on(writer.store(record)) {
+                        Ok(true) => tracing::info!(digest = %digest, dir = %dir.display(), "collected"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e.message, "collecting failed"),
+                    }
+                }
+                std::thread::sleep(interval);
+            }
+        });
+        Collector { stop, thread }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}

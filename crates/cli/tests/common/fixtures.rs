@@ -1,5 +1,6 @@
 //! Fixed reports for the report CLI's tests: deterministic, with an error node and a hostile
 //! attribute name, written with the real writer.
+#![allow(dead_code)] // shared by test files that each use some of them
 
 use nix_evalcost_core::cost::{Cost, Gauges, Sizes};
 use nix_evalcost_core::report::{FlakeMeta, Kind, Meta, Node, Phase, Report, SCHEMA, SCHEMA_VERSION};

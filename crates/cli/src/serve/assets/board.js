@@ -264,8 +264,14 @@ async function main() {
     try { await selftest(); document.body.dataset.selftest = errors.length ? "fail: " + errors.join(" | ") : "ok"; }
     catch (e) { document.body.dataset.selftest = "fail: " + e.message; }
   } else if (location.hash === "#first") {
+    // The most expensive evaluation and its most expensive output, opened (for screenshots).
     const first = document.querySelector("#evaluations tr");
-    if (first) { first.click(); }
+    if (first) {
+      select($("evaluations"), first);
+      await showEvaluation(first.dataset.id);
+      const output = document.querySelector("#outputs tr");
+      if (output) output.click();
+    }
   }
 }
 

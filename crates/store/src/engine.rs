@@ -26,16 +26,37 @@ pub const SCHEMA_VERSION: i64 = 2;
 pub const MIGRATIONS: [(i64, &str); 1] = [(
     2,
     // Version 2 also encodes aggregates compactly (agg.rs): version 1's are dropped, and
-    // rebuilt from the raw rows when the store is opened (`finish_migrations`). And it drops
-    // the index of outputs by path: no query reads by path without a time window (that is
-    // what `daily` is for), and keeping it cost a third of each ingest.
+    // rebuilt from the raw rows when the store is opened (`finish_migrations`). And outputs
+    // are keyed by (evaluation, path), clustered where the engine can (SQLite WITHOUT ROWID),
+    // with no index by path: a report's outputs are appended in one B-tree, not three (no
+    // query reads by path without a time window; that is what `daily` is for). Ingest took
+    // half its time in those indexes, measured. Its foreign keys go too (PostgreSQL checked
+    // them row by row, 4000 checks per report): the engines delete a retired evaluation's
+    // outputs themselves. And an evaluation may be stored before its
+    // aggregates (`aggregated` false): the server stores each ingest at once and merges
+    // aggregates in big batches (`aggregate_pending`); queries add the pending rows' samples,
+    // so they stay exact.
     "CREATE TABLE documents (
        evaluation_id BIGINT PRIMARY KEY REFERENCES evaluations (id) ON DELETE CASCADE,
        report {blob} NOT NULL);
      DELETE FROM daily;
      INSERT INTO meta (key, value) VALUES ('rebuild_daily', '1');
-     DROP INDEX IF EXISTS outputs_path",
+     CREATE TABLE outputs_v2 (
+       evaluation_id BIGINT NOT NULL, path_id BIGINT NOT NULL, error {bool} NOT NULL{cols},
+       PRIMARY KEY (evaluation_id, path_id)){clustered};
+     INSERT INTO outputs_v2 SELECT * FROM outputs WHERE true ON CONFLICT DO NOTHING;
+     DROP TABLE outputs;
+     ALTER TABLE outputs_v2 RENAME TO outputs;
+     ALTER TABLE evaluations ADD COLUMN aggregated {bool} NOT NULL DEFAULT TRUE;
+     CREATE INDEX evaluations_pending ON evaluations (id) WHERE NOT aggregated",
 )];
+
+/// A migration's SQL for one engine: `{blob}` and `{bool}` its types, `{cols}` the metric
+/// columns as `, m_x TYPE NOT NULL`, `{clustered}` what makes a table clustered by its key.
+pub fn migration_sql(template: &str, blob: &str, boolean: &str, integer: &str, clustered: &str) -> String {
+    let cols: String = (0..METRICS.len()).map(|m| format!(", {} {integer} NOT NULL", column(m))).collect();
+    template.replace("{blob}", blob).replace("{bool}", boolean).replace("{cols}", &cols).replace("{clustered}", clustered)
+}
 
 /// A store newer than this nix-evalcost: refused, never downgraded.
 pub fn too_new(version: i64) -> StoreError {
@@ -122,6 +143,8 @@ pub struct Selection {
     /// Seconds since the epoch, inclusive start and exclusive end.
     pub from: i64,
     pub until: i64,
+    /// Only evaluations whose aggregates are not merged into `daily` yet.
+    pub pending_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +162,12 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// What an engine does; the store's logic (lib.rs) is written once over it.
 pub trait Engine: Send {
     /// Stores the batch in one transaction: evaluations not seen before (by digest), their
-    /// outputs, and the daily aggregates merged with theirs. Returns the indices of the new.
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>>;
+    /// outputs, and the daily aggregates merged with theirs, or, when `defer`, marked
+    /// pending for [`Engine::aggregate_pending`]. Returns the indices of the new.
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>>;
+    /// Merges the aggregates of at most `limit` pending evaluations into `daily`, in one
+    /// transaction; returns how many.
+    fn aggregate_pending(&mut self, limit: i64) -> Result<usize>;
     fn daily(&mut self, selection: &Selection) -> Result<Vec<DailyRow>>;
     fn samples(&mut self, selection: &Selection) -> Result<Vec<Sample>>;
     /// Every output path stored.
@@ -181,6 +208,10 @@ pub trait Engine: Send {
     fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>>;
     /// One evaluation's report, gzipped JSON as ingested.
     fn document(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
+    /// Makes this connection a reader's among many (a server's pool): less cache each.
+    fn for_reading(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The Nix version of the latest evaluation stored (empty when none).
     fn latest_nix_version(&mut self) -> Result<String>;
 }
@@ -229,6 +260,25 @@ pub fn store_and_aggregate<E>(
     let fresh = fresh?;
     let aggs = if fresh.len() == batch.len() { guess } else { batch_aggregates(fresh.iter().map(|&i| &batch[i])) };
     Ok((fresh, aggs))
+}
+
+/// A pending evaluation as read back for aggregation: what `batch_aggregates` reads of it.
+pub fn pending_evaluation(started_at: i64, flake: String, errors: i64, sample_rate: f64, values: [i64; 8]) -> Evaluation {
+    Evaluation {
+        digest: String::new(),
+        started_at,
+        flake,
+        revision: String::new(),
+        command: String::new(),
+        mode: String::new(),
+        hostname: String::new(),
+        nix_version: String::new(),
+        complete: true,
+        errors,
+        sample_rate,
+        values,
+        document: Vec::new(),
+    }
 }
 
 /// The (day, flake) groups of a batch's aggregates: an ingest reads each group's stored rows

@@ -110,17 +110,20 @@ pub fn exposition(store: &mut Store, from: i64, until: i64, top: usize, format: 
     }
     // Per output, from the daily aggregates: O(days x outputs), not O(reports).
     let paths = store.engine().paths()?;
-    let daily = store.engine().daily(&Selection { paths: Some(paths), ..select("wall") })?;
+    let per_path = Selection { paths: Some(paths), ..select("wall") };
+    let mut daily: Vec<(String, String, i64)> = store.engine().daily(&per_path)?.into_iter().map(|r| (r.flake, r.path, r.agg.sum)).collect();
+    // Evaluations not aggregated yet count from their raw rows.
+    daily.extend(store.engine().samples(&Selection { pending_only: true, ..per_path })?.into_iter().map(|s| (s.flake, s.path, s.value)));
     let mut path_weight: BTreeMap<String, f64> = BTreeMap::new();
-    for row in &daily {
-        *path_weight.entry(row.path.clone()).or_default() += row.agg.sum as f64;
+    for (_, path, sum) in &daily {
+        *path_weight.entry(path.clone()).or_default() += *sum as f64;
     }
     let path_of = bounded(&path_weight, top);
     let mut per_output: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for row in &daily {
-        let path = path_of(&row.path);
+    for (flake, path, sum) in &daily {
+        let path = path_of(path);
         let path = if path == OTHER { path } else { display_stored(&path) };
-        *per_output.entry((flake_of(&row.flake), path)).or_default() += row.agg.sum as f64 / 1e9;
+        *per_output.entry((flake_of(flake), path)).or_default() += *sum as f64 / 1e9;
     }
     let name = "nix_evalcost_output_wall_seconds";
     let _ = writeln!(out, "# HELP {} Exclusive wall time of each output over the stored evaluations (top outputs, the rest <other>).", format.counter_family(name));

@@ -91,13 +91,37 @@ impl Store {
 
     /// Like [`Store::ingest`], saying of each report whether it was new.
     pub fn ingest_marked(&mut self, reports: &[(Evaluation, Vec<Output>)]) -> Result<Vec<bool>> {
+        self.ingest_with(reports, false)
+    }
+
+    /// Stores reports with their aggregates left pending: each call is one short transaction
+    /// (a server answering ingests); [`Store::aggregate_pending`] merges them later, in bulk.
+    /// Queries count pending evaluations all the same.
+    pub fn ingest_deferred(&mut self, reports: &[(Evaluation, Vec<Output>)]) -> Result<Vec<bool>> {
+        self.ingest_with(reports, true)
+    }
+
+    fn ingest_with(&mut self, reports: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<bool>> {
         let mut marks = vec![false; reports.len()];
         for (c, chunk) in reports.chunks(INGEST_BATCH).enumerate() {
-            for i in self.engine.ingest(chunk)? {
+            for i in self.engine.ingest(chunk, defer)? {
                 marks[c * INGEST_BATCH + i] = true;
             }
         }
         Ok(marks)
+    }
+
+    /// Merges every pending evaluation's aggregates, `slice` evaluations per transaction
+    /// (a slice's outputs are held in memory: 2000 outputs take about 300 KB).
+    pub fn aggregate_pending(&mut self, slice: usize) -> Result<usize> {
+        let mut done = 0;
+        loop {
+            let n = self.engine.aggregate_pending(slice as i64)?;
+            done += n;
+            if n < slice {
+                return Ok(done);
+            }
+        }
     }
 
     /// Time buckets of one metric: the whole evaluations (`glob: None`) or each output whose
@@ -108,16 +132,19 @@ impl Store {
             Some(path) => Some(vec![path.clone()]),
             None => self.matching_paths(query.glob.as_ref())?,
         };
-        let selection = Selection { flake: query.flake.clone(), paths, metric: query.metric, from: query.from, until: query.until };
+        let selection = Selection { flake: query.flake.clone(), paths, metric: query.metric, from: query.from, until: query.until, pending_only: false };
         let mut series: BTreeMap<(i64, String, String), Agg> = BTreeMap::new();
-        if query.bucket == Bucket::Hour {
-            for s in self.engine.samples(&selection)? {
-                series.entry((Bucket::Hour.start_of(s.started_at), s.flake, s.path)).or_default().add(s.value, s.error, s.weight);
-            }
+        let raw = if query.bucket == Bucket::Hour {
+            self.engine.samples(&selection)?
         } else {
             for row in self.engine.daily(&selection)? {
                 series.entry((query.bucket.start_of(row.day * 86_400), row.flake, row.path)).or_default().merge(&row.agg);
             }
+            // Evaluations stored but not aggregated yet count from their raw rows.
+            self.engine.samples(&Selection { pending_only: true, ..selection })?
+        };
+        for s in raw {
+            series.entry((query.bucket.start_of(s.started_at), s.flake, s.path)).or_default().add(s.value, s.error, s.weight);
         }
         Ok(series
             .into_iter()
@@ -136,7 +163,7 @@ impl Store {
     /// exact, from the raw rows of the window.
     pub fn predict(&mut self, query: &PredictQuery) -> Result<Vec<Prediction>> {
         let paths = if query.per_output { Some(self.engine.paths()?) } else { None };
-        let selection = Selection { flake: query.flake.clone(), paths, metric: query.metric, from: query.now - query.window, until: query.now + 1 };
+        let selection = Selection { flake: query.flake.clone(), paths, metric: query.metric, from: query.now - query.window, until: query.now + 1, pending_only: false };
         let mut groups: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
         for s in self.engine.samples(&selection)? {
             groups.entry((s.flake, s.path)).or_default().push(s.value);
@@ -159,7 +186,7 @@ impl Store {
         let mut fired = Vec::new();
         for rule in rules {
             let paths = self.matching_paths(rule.glob.as_ref())?;
-            let selection = Selection { flake: flake.map(str::to_string), paths, metric: rule.metric, from: now - rule.lookback() - 30 * 86_400, until: now + 1 };
+            let selection = Selection { flake: flake.map(str::to_string), paths, metric: rule.metric, from: now - rule.lookback() - 30 * 86_400, until: now + 1, pending_only: false };
             let mut series: BTreeMap<(String, String), Vec<engine::Sample>> = BTreeMap::new();
             for s in self.engine.samples(&selection)? {
                 series.entry((s.flake.clone(), s.path.clone())).or_default().push(s);
@@ -241,7 +268,9 @@ pub fn read_record(path: &Path) -> std::result::Result<(Evaluation, Vec<Output>)
     let (mut json, mut scratch) = (Vec::new(), Vec::new());
     read_bytes(path, &mut json, &mut scratch).map_err(|e| e.to_string())?;
     let report = report_from_bytes(path, &json, MAX_REPORT_BYTES).map_err(|e| e.to_string())?;
-    record::records(&report, &json).map_err(|e| format!("{}: {e}", path.display()))
+    // `scratch` holds the file as read when it was gzipped (read_bytes inflated it into `json`).
+    let gz = scratch.starts_with(&[0x1f, 0x8b]).then_some(scratch.as_slice());
+    record::records_with_document(&report, &json, gz).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl From<String> for StoreError {

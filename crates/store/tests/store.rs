@@ -140,7 +140,7 @@ fn daily_aggregates_equal_a_full_recomputation() {
         store.ingest(&batch[30..]).unwrap();
         let mut kept: Vec<_> = Vec::new();
         for m in record::METRICS {
-            let everything = Selection { metric: history_metric(m).unwrap(), from: 0, until: i64::MAX / 4, flake: None, paths: None };
+            let everything = Selection { metric: history_metric(m).unwrap(), from: 0, until: i64::MAX / 4, flake: None, paths: None, pending_only: false };
             kept.extend(store.engine().daily(&everything).unwrap());
             let outputs = Selection { paths: Some(store.engine().paths().unwrap()), ..everything };
             kept.extend(store.engine().daily(&outputs).unwrap());
@@ -203,7 +203,16 @@ fn retention_removes_whole_days() {
         let daily = store.engine().daily(&whole("fncalls", 0, now + DAY)).unwrap();
         assert_eq!(daily.len(), 4);
         assert_eq!(store.engine().recompute_daily().unwrap().len(), 4 * 8 * 2);
+        assert_eq!(raw_count(db, "SELECT count(*) FROM outputs"), 4, "the retired evaluations' outputs go with them");
+        assert_eq!(raw_count(db, "SELECT count(*) FROM documents"), 4);
     });
+}
+
+fn raw_count(db: &Location, sql: &str) -> i64 {
+    match db {
+        Location::Sqlite(path) => rusqlite::Connection::open(path).unwrap().query_row(sql, [], |r| r.get(0)).unwrap(),
+        Location::Postgres(url) => postgres::Client::connect(url, postgres::NoTls).unwrap().query_one(sql, &[]).unwrap().get(0),
+    }
 }
 
 #[test]
@@ -236,7 +245,7 @@ fn drift_alerts_on_stored_series() {
         let now = T0 + 7 * 3600;
         let rule = Rule::parse("packages.*:fncalls outside median(1d) 10%").unwrap();
         let paths: Vec<String> = store.engine().paths().unwrap();
-        let samples = store.engine().samples(&Selection { paths: Some(paths), metric: rule.metric, from: now - rule.lookback() - 1, until: now + 1, flake: None }).unwrap();
+        let samples = store.engine().samples(&Selection { paths: Some(paths), metric: rule.metric, from: now - rule.lookback() - 1, until: now + 1, flake: None, pending_only: false }).unwrap();
         let mut fired = Vec::new();
         for path in ["[\"packages\",\"a\"]", "[\"packages\",\"b\"]"] {
             let mut series: Vec<_> = samples.iter().filter(|s| s.path == path).cloned().collect();
@@ -263,8 +272,9 @@ fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
         store.ingest(&[rows(&report(T0, "a", &[("packages.x", 10)], 1000))]).unwrap();
         drop(store);
         // Back to what version 1 wrote: no documents.
-        // Version 1 had no documents, and aggregates in another encoding.
-        raw_sql(db, "DROP TABLE documents; UPDATE meta SET value = '1' WHERE key = 'schema_version';
+        // Version 1 had no documents, no pending aggregates, and aggregates in another encoding.
+        raw_sql(db, "DROP TABLE documents; DROP INDEX evaluations_pending; ALTER TABLE evaluations DROP COLUMN aggregated;
+                     UPDATE meta SET value = '1' WHERE key = 'schema_version';
                      UPDATE daily SET agg = '{\"n\": 1, \"sketch\": {\"config\": {}}}';");
         let mut store = Store::open(db).unwrap();
         assert_eq!(store.engine().count_evaluations().unwrap(), 1, "the migration keeps what was stored");
@@ -307,5 +317,38 @@ fn evaluations_page_by_metric_and_keep_their_outputs_and_report() {
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();
         assert_eq!(json, serde_json::to_vec(&report(T0 + 6 * 60, "a", &[("packages.x", 60), ("packages.y", 3)], 1000)).unwrap(), "the report as ingested");
         assert!(store.engine().evaluation(999_999).unwrap().is_none());
+    });
+}
+
+#[test]
+fn deferred_aggregates_are_counted_before_and_after_they_are_merged() {
+    on_both_engines(|db| {
+        let batch: Vec<_> = (0..30i64).map(|i| rows(&report(T0 + i * 5 * 3600, "a", &[("packages.x", 100 + i as u64), ("packages.y", 7)], 1000))).collect();
+        let show = |store: &mut Store| {
+            let q = ShowQuery { bucket: Bucket::Day, from: T0, until: T0 + 10 * DAY, flake: None, glob: Some(PathGlob::parse("packages.*").unwrap()), output: None, metric: history_metric("fncalls").unwrap() };
+            store.show(&q).unwrap().iter().map(|r| (r.start, r.path.clone(), r.agg.fingerprint())).collect::<Vec<_>>()
+        };
+        let mut store = Store::open(db).unwrap();
+        store.ingest_deferred(&batch[..20]).unwrap();
+        store.ingest(&batch[20..]).unwrap();
+        let before = show(&mut store);
+        assert!(store.engine().daily(&whole("fncalls", 0, i64::MAX / 4)).unwrap().iter().map(|r| r.agg.n).sum::<i64>() == 10, "20 pending, 10 merged");
+        assert_eq!(store.aggregate_pending(7).unwrap(), 20, "in slices of 7");
+        assert_eq!(store.aggregate_pending(7).unwrap(), 0);
+        assert_eq!(show(&mut store), before, "the same answer from raw pending rows as from merged aggregates");
+        assert_eq!(before.iter().map(|(_, _, f)| f.0).sum::<i64>(), 60, "30 evaluations x 2 outputs");
+        let fresh = store.engine().recompute_daily().unwrap();
+        let mut kept = Vec::new();
+        for m in record::METRICS {
+            let everything = Selection { metric: history_metric(m).unwrap(), from: 0, until: i64::MAX / 4, ..Selection::default() };
+            kept.extend(store.engine().daily(&everything).unwrap());
+            let paths = store.engine().paths().unwrap();
+            kept.extend(store.engine().daily(&Selection { paths: Some(paths), ..everything }).unwrap());
+        }
+        let key = |r: &nix_evalcost_store::engine::DailyRow| (r.day, r.flake.clone(), r.path.clone(), r.metric.clone(), r.agg.fingerprint());
+        let (mut kept, mut fresh): (Vec<_>, Vec<_>) = (kept.iter().map(key).collect(), fresh.iter().map(key).collect());
+        kept.sort();
+        fresh.sort();
+        assert_eq!(kept, fresh);
     });
 }

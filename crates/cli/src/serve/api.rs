@@ -4,7 +4,7 @@
 
 use super::{ApiError, App};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use nix_evalcost_store::calendar::{self, Bucket};
@@ -77,7 +77,24 @@ pub async fn index() -> Json<Value> {
 
 /// `GET /api/v1/evaluations?metric=&days=&limit=&offset=&flake=`: the most expensive
 /// evaluations of the last `days`, by `metric`.
-pub async fn evaluations(State(app): State<Arc<App>>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+pub async fn evaluations(State(app): State<Arc<App>>, uri: Uri, Query(p): Params) -> Result<Json<Arc<Value>>, ApiError> {
+    cached(&app, &uri, evaluations_answer(&app, p)).await
+}
+
+/// The answer for `uri`: from the cache while the store is unchanged, else computed by
+/// `answer` (not run when cached) and kept.
+async fn cached(app: &App, uri: &Uri, answer: impl std::future::Future<Output = Result<Json<Value>, ApiError>>) -> Result<Json<Arc<Value>>, ApiError> {
+    let key = uri.to_string();
+    if let Some(hit) = app.answers.get(&key) {
+        return Ok(Json(hit));
+    }
+    let generation = app.answers.now();
+    let value = Arc::new(answer.await?.0);
+    app.answers.put(key, generation, value.clone());
+    Ok(Json(value))
+}
+
+async fn evaluations_answer(app: &App, p: HashMap<String, String>) -> Result<Json<Value>, ApiError> {
     let metric = metric_param(&p, "wall")?;
     let days = int_param(&p, "days", 7, 1, MAX_DAYS)?;
     let limit = int_param(&p, "limit", 50, 1, MAX_LIMIT)?;
@@ -102,7 +119,11 @@ fn not_found(id: i64) -> ApiError {
 
 /// `GET /api/v1/evaluations/{id}`: one evaluation and its walked output graph: every node
 /// with its path, its parent (the longest stored prefix of its path) and its exclusive costs.
-pub async fn evaluation(State(app): State<Arc<App>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn evaluation(State(app): State<Arc<App>>, uri: Uri, Path(id): Path<String>) -> Result<Json<Arc<Value>>, ApiError> {
+    cached(&app, &uri, evaluation_answer(&app, id)).await
+}
+
+async fn evaluation_answer(app: &App, id: String) -> Result<Json<Value>, ApiError> {
     let id = id_param(&id)?;
     let (row, outputs) = app.read(move |store| store.engine().evaluation(id)).await?.ok_or_else(|| not_found(id))?;
     let paths: Vec<Vec<String>> = outputs.iter().map(|o| path_components(&o.path)).collect();
@@ -122,7 +143,11 @@ pub async fn evaluation(State(app): State<Arc<App>>, Path(id): Path<String>) -> 
 
 /// `GET /api/v1/history?metric=&bucket=&days=&flake=&path=`: one metric bucketed over time,
 /// for whole evaluations, or for one output (`path`: its attribute names as a JSON array).
-pub async fn history(State(app): State<Arc<App>>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+pub async fn history(State(app): State<Arc<App>>, uri: Uri, Query(p): Params) -> Result<Json<Arc<Value>>, ApiError> {
+    cached(&app, &uri, history_answer(&app, p)).await
+}
+
+async fn history_answer(app: &App, p: HashMap<String, String>) -> Result<Json<Value>, ApiError> {
     let metric = metric_param(&p, "wall")?;
     let days = int_param(&p, "days", 30, 1, MAX_DAYS)?;
     let bucket_name = p.get("bucket").map_or("day", String::as_str);
@@ -152,7 +177,11 @@ pub async fn history(State(app): State<Arc<App>>, Query(p): Params) -> Result<Js
 }
 
 /// `GET /api/v1/predictions?metric=&quantile=&window=&flake=&per_output=`: as `history predict`.
-pub async fn predictions(State(app): State<Arc<App>>, Query(p): Params) -> Result<Json<Value>, ApiError> {
+pub async fn predictions(State(app): State<Arc<App>>, uri: Uri, Query(p): Params) -> Result<Json<Arc<Value>>, ApiError> {
+    cached(&app, &uri, predictions_answer(&app, p)).await
+}
+
+async fn predictions_answer(app: &App, p: HashMap<String, String>) -> Result<Json<Value>, ApiError> {
     let metric = metric_param(&p, "peak-rss")?;
     let quantile = match p.get("quantile") {
         Some(q) => q.parse::<f64>().ok().filter(|q| (0.0..=1.0).contains(q)).ok_or_else(|| ApiError::bad(format!("quantile={q:?}: give a number from 0 to 1")))?,

@@ -11,6 +11,7 @@
 //! whatever is queued in one transaction (many ingests, one commit).
 
 mod api;
+mod cache;
 mod ingest;
 mod metrics;
 
@@ -96,6 +97,8 @@ impl IntoResponse for ApiError {
 /// What every handler shares.
 pub struct App {
     readers: deadpool::unmanaged::Pool<Store>,
+    /// Answers of the board's queries, by URL, valid until the store changes.
+    answers: cache::Answers,
     writer: ingest::Writer,
     token: Option<Vec<u8>>,
     rules: Vec<Rule>,
@@ -139,17 +142,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let (location, writer_store) = open(&args.db)?;
     let readers = deadpool::unmanaged::Pool::new(args.readers as usize);
     for _ in 0..args.readers {
-        let (_, store) = open(&args.db)?;
+        let (_, mut store) = open(&args.db)?;
+        store.engine().for_reading()?;
         readers.try_add(store).map_err(|(_, e)| anyhow::anyhow!("{e}"))?;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| BadInput(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr()?;
-        let (writer, writer_thread) = ingest::Writer::start(writer_store);
+        let answers = cache::Answers::new(4096);
+        let (writer, writer_thread) = ingest::Writer::start(writer_store, answers.generation());
         let collector = args.watch.clone().map(|dir| ingest::Collector::start(dir, Duration::from_secs_f64(args.interval.max(0.05)), writer.clone()));
         let app = Arc::new(App {
             readers,
+            answers,
             writer,
             token,
             rules: args.rules,

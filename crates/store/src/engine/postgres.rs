@@ -3,7 +3,7 @@
 //! updates and lose nothing; readers never wait.
 
 use super::{
-    column, groups, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, migration_sql, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -14,6 +14,9 @@ use std::collections::HashMap;
 
 pub struct Postgres {
     client: Client,
+    /// Path ids seen in committed transactions (paths are never deleted): an ingest looks up
+    /// only paths it has not seen, not a report's 2000 every time.
+    path_ids: HashMap<String, i64>,
 }
 
 /// The advisory lock key of ingests and migrations ("evalcost" in ASCII).
@@ -59,11 +62,11 @@ impl Postgres {
             return Err(too_new(version));
         }
         for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
-            tx.batch_execute(&sql.replace("{blob}", "BYTEA"))?;
+            tx.batch_execute(&migration_sql(sql, "BYTEA", "BOOLEAN", "BIGINT", ""))?;
             tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;
-        let mut postgres = Postgres { client };
+        let mut postgres = Postgres { client, path_ids: HashMap::new() };
         postgres.finish_migrations()?;
         Ok(postgres)
     }
@@ -71,37 +74,46 @@ impl Postgres {
 
 /// The evaluations of `batch` not stored yet, with their documents and outputs; returns their
 /// indices in `batch`.
-fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
+/// Returns the indices of the new evaluations, and the path ids this transaction learned
+/// (to be remembered once it commits).
+fn insert_rows(
+    tx: &mut postgres::Transaction,
+    batch: &[(Evaluation, Vec<Output>)],
+    aggregated: bool,
+    known: &HashMap<String, i64>,
+) -> Result<(Vec<usize>, HashMap<String, i64>)> {
     let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
     let insert_eval = tx.prepare(&format!(
-        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}) ON CONFLICT (digest) DO NOTHING RETURNING id",
+        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}, $20) ON CONFLICT (digest) DO NOTHING RETURNING id",
         metric_columns()
     ))?;
     let arrays = (0..METRICS.len()).map(|i| format!("${}::bigint[]", i + 4)).collect::<Vec<_>>().join(", ");
     let insert_outputs = tx.prepare(&format!(
-        "INSERT INTO outputs (evaluation_id, path_id, error, {}) SELECT $1, * FROM unnest($2::bigint[], $3::bool[], {arrays})",
+        "INSERT INTO outputs (evaluation_id, path_id, error, {}) SELECT $1, * FROM unnest($2::bigint[], $3::bool[], {arrays}) ON CONFLICT DO NOTHING",
         metric_columns()
     ))?;
     let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
     let mut path_ids: HashMap<String, i64> = HashMap::new();
+    let id_of = |path: &str, learned: &HashMap<String, i64>| known.get(path).or_else(|| learned.get(path)).copied();
     let mut fresh = Vec::new();
     for (i, (e, outputs)) in batch.iter().enumerate() {
         let mut p: Vec<&(dyn ToSql + Sync)> = vec![
             &e.digest, &e.started_at, &e.flake, &e.revision, &e.command, &e.mode, &e.hostname, &e.nix_version, &e.complete, &e.errors, &e.sample_rate,
         ];
         p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
+        p.push(&aggregated);
         let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
         let id: i64 = row.get(0);
         tx.execute(&insert_document, &[&id, &e.document])?;
-        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| !path_ids.contains_key(*p)).collect();
+        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| id_of(p, &path_ids).is_none()).collect();
         if !unknown.is_empty() {
             tx.execute("INSERT INTO paths (path) SELECT unnest($1::text[]) ON CONFLICT (path) DO NOTHING", &[&unknown])?;
             for r in tx.query("SELECT id, path FROM paths WHERE path = ANY($1)", &[&unknown])? {
                 path_ids.insert(r.get(1), r.get(0));
             }
         }
-        let ids: Vec<i64> = outputs.iter().map(|o| path_ids[&o.path]).collect();
+        let ids: Vec<i64> = outputs.iter().map(|o| id_of(&o.path, &path_ids).expect("every path was looked up")).collect();
         let errors: Vec<bool> = outputs.iter().map(|o| o.error).collect();
         let columns: Vec<Vec<i64>> = (0..METRICS.len()).map(|m| outputs.iter().map(|o| o.values[m]).collect()).collect();
         let mut p: Vec<&(dyn ToSql + Sync)> = vec![&id, &ids, &errors];
@@ -109,7 +121,38 @@ fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>
         tx.execute(&insert_outputs, &p)?;
         fresh.push(i);
     }
-    Ok(fresh)
+    Ok((fresh, path_ids))
+}
+
+/// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query,
+/// all written in one statement. The caller holds the advisory lock.
+fn merge_daily(tx: &mut postgres::Transaction, added: std::collections::BTreeMap<(i64, String, String, String), Agg>) -> Result<()> {
+    let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
+    for (day, flake) in groups(&added) {
+        for r in tx.query("SELECT path, metric, agg FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
+            stored.insert((day, flake.clone(), r.get(0), r.get(1)), r.get(2));
+        }
+    }
+    let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+    for (key, added) in added {
+        let mut agg = match stored.get(&key) {
+            Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
+            None => Agg::default(),
+        };
+        agg.merge(&added);
+        let (day, flake, path, metric) = key;
+        rows.0.push(day);
+        rows.1.push(flake);
+        rows.2.push(path);
+        rows.3.push(metric);
+        rows.4.push(agg.to_json());
+    }
+    tx.execute(
+        "INSERT INTO daily (day, flake, path, metric, agg) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
+         ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
+        &[&rows.0, &rows.1, &rows.2, &rows.3, &rows.4],
+    )?;
+    Ok(())
 }
 
 fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
@@ -133,37 +176,45 @@ fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
 impl Engine for Postgres {
     /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
     /// batch's aggregates are read per (day, flake) group and written in one statement.
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
+        let known = &self.path_ids;
+        let mut tx = self.client.transaction()?;
+        let (fresh, learned) = if defer {
+            insert_rows(&mut tx, batch, false, known)?
+        } else {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+            let mut learned = HashMap::new();
+            let (fresh, added) = store_and_aggregate(batch, || {
+                let (fresh, paths) = insert_rows(&mut tx, batch, true, known)?;
+                learned = paths;
+                Ok::<_, StoreError>(fresh)
+            })?;
+            merge_daily(&mut tx, added)?;
+            (fresh, learned)
+        };
+        tx.commit()?;
+        self.path_ids.extend(learned);
+        Ok(fresh)
+    }
+
+    fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        let (fresh, added) = store_and_aggregate(batch, || insert_rows(&mut tx, batch))?;
-        let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
-        for (day, flake) in groups(&added) {
-            for r in tx.query("SELECT path, metric, agg FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
-                stored.insert((day, flake.clone(), r.get(0), r.get(1)), r.get(2));
-            }
+        let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());
+        let rows = tx.query(&sql, &[&limit])?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let mut batch: Vec<(Evaluation, Vec<Output>)> =
+            rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
+        let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let sql = format!("SELECT o.evaluation_id, p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ANY($1)", metric_columns());
+        for r in tx.query(&sql, &[&ids])? {
+            let output = Output { path: r.get(1), error: r.get(2), values: std::array::from_fn(|i| r.get(3 + i)) };
+            batch[position[&r.get::<_, i64>(0)]].1.push(output);
         }
-        let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
-        for (key, added) in added {
-            let mut agg = match stored.get(&key) {
-                Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
-                None => Agg::default(),
-            };
-            agg.merge(&added);
-            let (day, flake, path, metric) = key;
-            rows.0.push(day);
-            rows.1.push(flake);
-            rows.2.push(path);
-            rows.3.push(metric);
-            rows.4.push(agg.to_json());
-        }
-        tx.execute(
-            "INSERT INTO daily (day, flake, path, metric, agg) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
-             ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
-            &[&rows.0, &rows.1, &rows.2, &rows.3, &rows.4],
-        )?;
+        tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1)", &[&ids])?;
+        merge_daily(&mut tx, batch_aggregates(&batch))?;
         tx.commit()?;
-        Ok(fresh)
+        Ok(ids.len())
     }
 
     fn rebuild_pending(&mut self) -> Result<bool> {
@@ -205,6 +256,8 @@ impl Engine for Postgres {
     fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {
         let col = column(s.metric);
         let flake = if s.flake.is_some() { " AND e.flake = $3" } else { "" };
+        let pending = if s.pending_only { " AND NOT e.aggregated" } else { "" };
+        let flake = format!("{flake}{pending}");
         let rows = match &s.paths {
             None => {
                 let sql = format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= $1 AND e.started_at < $2{flake}");
@@ -239,6 +292,7 @@ impl Engine for Postgres {
     fn delete_before_day(&mut self, day: i64) -> Result<u64> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        tx.execute("DELETE FROM outputs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < $1)", &[&(day * 86_400)])?;
         let n = tx.execute("DELETE FROM evaluations WHERE started_at < $1", &[&(day * 86_400)])?;
         tx.execute("DELETE FROM daily WHERE day < $1", &[&day])?;
         tx.commit()?;

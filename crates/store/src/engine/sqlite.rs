@@ -3,7 +3,7 @@
 //! ingests serialise and lose nothing.
 
 use super::{
-    column, groups, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, migration_sql, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -75,7 +75,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         return Err(too_new(version));
     }
     for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
-        tx.execute_batch(&sql.replace("{blob}", "BLOB"))?;
+        tx.execute_batch(&migration_sql(sql, "BLOB", "INTEGER", "INTEGER", " WITHOUT ROWID"))?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [to.to_string()])?;
     }
     tx.commit()?;
@@ -106,15 +106,15 @@ fn evaluation_row(r: &rusqlite::Row) -> rusqlite::Result<EvaluationRow> {
 
 /// The evaluations of `batch` not stored yet, with their documents and outputs; returns their
 /// indices in `batch`.
-fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
+fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], aggregated: bool) -> Result<Vec<usize>> {
     let placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 12)).collect::<Vec<_>>().join(", ");
     let mut insert_eval = tx.prepare_cached(&format!(
-        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {placeholders}) ON CONFLICT (digest) DO NOTHING",
+        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {placeholders}, ?20) ON CONFLICT (digest) DO NOTHING",
         metric_columns()
     ))?;
     let out_placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
-    let mut insert_output = tx.prepare_cached(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES (?1, ?2, ?3, {out_placeholders})", metric_columns()))?;
+    let mut insert_output = tx.prepare_cached(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES (?1, ?2, ?3, {out_placeholders}) ON CONFLICT DO NOTHING", metric_columns()))?;
     let mut path_ids: HashMap<&str, i64> = HashMap::new();
     let mut find_path = tx.prepare_cached("SELECT id FROM paths WHERE path = ?1")?;
     let mut insert_path = tx.prepare_cached("INSERT INTO paths (path) VALUES (?1)")?;
@@ -124,7 +124,7 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)]) 
         let v = &e.values;
         let new = insert_eval.execute(params![
             e.digest, e.started_at, e.flake, e.revision, e.command, e.mode, e.hostname, e.nix_version, e.complete as i64, e.errors, e.sample_rate,
-            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], aggregated as i64
         ])?;
         if new == 0 {
             continue; // stored already
@@ -154,32 +154,73 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)]) 
     Ok(fresh)
 }
 
-impl Engine for Sqlite {
-    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)]) -> Result<Vec<usize>> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (fresh, added) = store_and_aggregate(batch, || insert_rows(&tx, batch))?;
-        {
-            let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
-            let mut read = tx.prepare_cached("SELECT path, metric, agg FROM daily WHERE day = ?1 AND flake = ?2")?;
-            for (day, flake) in groups(&added) {
-                for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-                    let (path, metric, agg) = row?;
-                    stored.insert((day, flake.clone(), path, metric), agg);
-                }
-            }
-            let mut write = tx.prepare_cached("INSERT OR REPLACE INTO daily (day, flake, path, metric, agg) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for (key, added) in added {
-                let mut agg = match stored.get(&key) {
-                    Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
-                    None => Agg::default(),
-                };
-                agg.merge(&added);
-                let (day, flake, path, metric) = key;
-                write.execute(params![day, flake, path, metric, agg.to_json()])?;
-            }
+/// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query.
+fn merge_daily(tx: &rusqlite::Transaction, added: std::collections::BTreeMap<(i64, String, String, String), Agg>) -> Result<()> {
+    let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
+    let mut read = tx.prepare_cached("SELECT path, metric, agg FROM daily WHERE day = ?1 AND flake = ?2")?;
+    for (day, flake) in groups(&added) {
+        for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+            let (path, metric, agg) = row?;
+            stored.insert((day, flake.clone(), path, metric), agg);
         }
+    }
+    let mut write = tx.prepare_cached("INSERT OR REPLACE INTO daily (day, flake, path, metric, agg) VALUES (?1, ?2, ?3, ?4, ?5)")?;
+    for (key, added) in added {
+        let mut agg = match stored.get(&key) {
+            Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
+            None => Agg::default(),
+        };
+        agg.merge(&added);
+        let (day, flake, path, metric) = key;
+        write.execute(params![day, flake, path, metric, agg.to_json()])?;
+    }
+    Ok(())
+}
+
+impl Engine for Sqlite {
+    fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let fresh = if defer {
+            insert_rows(&tx, batch, false)?
+        } else {
+            let (fresh, added) = store_and_aggregate(batch, || insert_rows(&tx, batch, true))?;
+            merge_daily(&tx, added)?;
+            fresh
+        };
         tx.commit()?;
         Ok(fresh)
+    }
+
+    fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();
+        let mut ids: Vec<i64> = Vec::new();
+        {
+            let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT ?1", metric_columns());
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map([limit], |r| {
+                let values: [i64; 8] = std::array::from_fn(|i| r.get(5 + i).unwrap_or(0));
+                Ok((r.get::<_, i64>(0)?, pending_evaluation(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, values)))
+            })?;
+            for row in rows {
+                let (id, e) = row?;
+                ids.push(id);
+                batch.push((e, Vec::new()));
+            }
+            let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ?1", metric_columns());
+            let mut outputs = tx.prepare_cached(&sql)?;
+            let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1")?;
+            for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
+                let rows = outputs.query_map([id], |r| Ok(Output { path: r.get(0)?, error: r.get::<_, i64>(1)? != 0, values: std::array::from_fn(|i| r.get(2 + i).unwrap_or(0)) }))?;
+                for row in rows {
+                    out.push(row?);
+                }
+                mark.execute([id])?;
+            }
+        }
+        merge_daily(&tx, batch_aggregates(&batch))?;
+        tx.commit()?;
+        Ok(ids.len())
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {
@@ -207,6 +248,8 @@ impl Engine for Sqlite {
     fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {
         let col = column(s.metric);
         let flake = if s.flake.is_some() { " AND e.flake = ?3" } else { "" };
+        let pending = if s.pending_only { " AND NOT e.aggregated" } else { "" };
+        let flake = format!("{flake}{pending}");
         let sql = match &s.paths {
             None => format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"),
             Some(_) => format!(
@@ -247,6 +290,7 @@ impl Engine for Sqlite {
 
     fn delete_before_day(&mut self, day: i64) -> Result<u64> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM outputs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < ?1)", [day * 86_400])?;
         let n = tx.execute("DELETE FROM evaluations WHERE started_at < ?1", [day * 86_400])?;
         tx.execute("DELETE FROM daily WHERE day < ?1", [day])?;
         tx.commit()?;
@@ -255,6 +299,12 @@ impl Engine for Sqlite {
 
     fn count_evaluations(&mut self) -> Result<i64> {
         Ok(self.conn.query_row("SELECT count(*) FROM evaluations", [], |r| r.get(0))?)
+    }
+
+    /// 8 MiB of page cache, not the writer's 64 MiB: a pool of 8 readers would hold 512 MiB.
+    fn for_reading(&mut self) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -8192)?;
+        Ok(())
     }
 
     fn rebuild_pending(&mut self) -> Result<bool> {

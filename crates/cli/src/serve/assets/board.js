@@ -108,6 +108,15 @@ function drawTreemap(nodes, flake) {
     .sort((a, b) => b.metrics[state.metric] - a.metrics[state.metric]).slice(0, 150);
   const total = leaves.reduce((s, n) => s + n.metrics[state.metric], 0);
   if (total === 0) return;
+  // Each box says the shortest end of its path that no other box shares (`toplevel` twice
+  // becomes `web.config.system.build.toplevel` and `db.…`).
+  const labels = new Map();
+  for (const n of leaves) {
+    let k = 1;
+    const suffix = (node, len) => node.path.slice(-len).join(".");
+    while (k < n.path.length && leaves.some((o) => o !== n && suffix(o, k) === suffix(n, k))) k++;
+    labels.set(n.id, suffix(n, k) || n.name);
+  }
   const W = box.clientWidth || 800, H = box.clientHeight || 260;
   const scale = (W * H) / total;
   let items = leaves.map((n) => ({ node: n, area: n.metrics[state.metric] * scale }));
@@ -129,7 +138,7 @@ function drawTreemap(nodes, flake) {
       Object.assign(div.style, { left: x + "px", top: y + "px", width: w + "px", height: h + "px" });
       const hue = 210 - Math.min(150, 150 * r.node.metrics[state.metric] / leaves[0].metrics[state.metric]);
       div.style.background = r.node.error ? "#f4b4ae" : `hsl(${hue}, 70%, 78%)`;
-      div.textContent = r.node.path[r.node.path.length - 1] || r.node.name;
+      div.textContent = labels.get(r.node.id);
       div.title = `${r.node.name}: ${format(r.node.metrics[state.metric], state.metric)}`;
       div.addEventListener("click", () => showHistory(flake, r.node));
       box.appendChild(div);
@@ -263,13 +272,16 @@ async function main() {
   if (location.hash === "#selftest") {
     try { await selftest(); document.body.dataset.selftest = errors.length ? "fail: " + errors.join(" | ") : "ok"; }
     catch (e) { document.body.dataset.selftest = "fail: " + e.message; }
-  } else if (location.hash === "#first") {
-    // The most expensive evaluation and its most expensive output, opened (for screenshots).
+  } else if (location.hash.startsWith("#first")) {
+    // The most expensive evaluation and its most expensive output (or, with `#first=TEXT`,
+    // the first output whose name holds TEXT), opened: for screenshots.
+    const want = decodeURIComponent(location.hash.slice("#first=".length));
     const first = document.querySelector("#evaluations tr");
     if (first) {
       select($("evaluations"), first);
       await showEvaluation(first.dataset.id);
-      const output = document.querySelector("#outputs tr");
+      const rows = [...document.querySelectorAll("#outputs tr")];
+      const output = rows.find((r) => want && r.firstChild.textContent.includes(want)) || rows[0];
       if (output) output.click();
     }
   }

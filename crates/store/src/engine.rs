@@ -208,8 +208,9 @@ pub trait Engine: Send {
     fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>>;
     /// One evaluation's report, gzipped JSON as ingested.
     fn document(&mut self, id: i64) -> Result<Option<Vec<u8>>>;
-    /// Makes this connection a reader's among many (a server's pool): less cache each.
-    fn for_reading(&mut self) -> Result<()> {
+    /// The page cache this connection may keep, in MiB (SQLite; PostgreSQL's is the
+    /// server's). A server's pool of readers wants little each.
+    fn set_cache_mib(&mut self, _mib: u32) -> Result<()> {
         Ok(())
     }
     /// The Nix version of the latest evaluation stored (empty when none).

@@ -301,9 +301,8 @@ impl Engine for Sqlite {
         Ok(self.conn.query_row("SELECT count(*) FROM evaluations", [], |r| r.get(0))?)
     }
 
-    /// 8 MiB of page cache, not the writer's 64 MiB: a pool of 8 readers would hold 512 MiB.
-    fn for_reading(&mut self) -> Result<()> {
-        self.conn.pragma_update(None, "cache_size", -8192)?;
+    fn set_cache_mib(&mut self, mib: u32) -> Result<()> {
+        self.conn.pragma_update(None, "cache_size", -1024 * i64::from(mib))?;
         Ok(())
     }
 

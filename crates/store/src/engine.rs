@@ -20,8 +20,8 @@ pub mod sqlite;
 
 pub const SCHEMA_VERSION: i64 = 2;
 
-/// The steps from one schema version to the next: (the version it makes, SQL both dialects
-/// accept, with `{blob}` the engine's binary type). Run in order, each in the transaction that
+/// The steps from one schema version to the next: (the version it makes, its SQL in the
+/// dialect-neutral form of [`sql`]). Run in order, each in the transaction that
 /// records the new version.
 pub const MIGRATIONS: [(i64, &str); 1] = [(
     2,
@@ -51,11 +51,51 @@ pub const MIGRATIONS: [(i64, &str); 1] = [(
      CREATE INDEX evaluations_pending ON evaluations (id) WHERE NOT aggregated",
 )];
 
-/// A migration's SQL for one engine: `{blob}` and `{bool}` its types, `{cols}` the metric
-/// columns as `, m_x TYPE NOT NULL`, `{clustered}` what makes a table clustered by its key.
-pub fn migration_sql(template: &str, blob: &str, boolean: &str, integer: &str, clustered: &str) -> String {
-    let cols: String = (0..METRICS.len()).map(|m| format!(", {} {integer} NOT NULL", column(m))).collect();
-    template.replace("{blob}", blob).replace("{bool}", boolean).replace("{cols}", &cols).replace("{clustered}", clustered)
+/// Version 1, as created: every store starts here and is migrated (`MIGRATIONS`). In the
+/// dialect-neutral form of [`sql`].
+pub const SCHEMA_V1: &str = "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+     CREATE TABLE evaluations (
+       id {serial}, digest TEXT NOT NULL UNIQUE, started_at {int} NOT NULL,
+       flake TEXT NOT NULL, revision TEXT NOT NULL, command TEXT NOT NULL, mode TEXT NOT NULL,
+       hostname TEXT NOT NULL, nix_version TEXT NOT NULL, complete {bool} NOT NULL,
+       errors {int} NOT NULL, sample_rate {real} NOT NULL{cols});
+     CREATE INDEX evaluations_time ON evaluations (started_at);
+     CREATE INDEX evaluations_flake_time ON evaluations (flake, started_at);
+     CREATE TABLE paths (id {serial}, path TEXT NOT NULL UNIQUE);
+     CREATE TABLE outputs (
+       evaluation_id {int} NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
+       path_id {int} NOT NULL REFERENCES paths (id), error {bool} NOT NULL{cols});
+     CREATE INDEX outputs_path ON outputs (path_id, evaluation_id);
+     CREATE INDEX outputs_evaluation ON outputs (evaluation_id);
+     CREATE TABLE daily (
+       day {int} NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL,
+       agg TEXT NOT NULL, PRIMARY KEY (day, flake, path, metric)){clustered};
+     CREATE INDEX daily_series ON daily (path, metric, day);";
+
+/// Where the two engines' SQL differs: their types, and how a table is clustered by its key.
+pub struct Dialect {
+    /// An auto-numbered primary key column's type and constraint.
+    pub serial: &'static str,
+    pub int: &'static str,
+    pub boolean: &'static str,
+    pub real: &'static str,
+    pub blob: &'static str,
+    /// After a table's definition: clustered by its primary key, where the engine can.
+    pub clustered: &'static str,
+}
+
+/// `template` in one engine's dialect: `{serial}`, `{int}`, `{bool}`, `{real}`, `{blob}` its
+/// types, `{cols}` the metric columns (`, m_x INT NOT NULL`), `{clustered}` its clustering.
+pub fn sql(template: &str, d: &Dialect) -> String {
+    let cols: String = (0..METRICS.len()).map(|m| format!(", {} {} NOT NULL", column(m), d.int)).collect();
+    template
+        .replace("{serial}", d.serial)
+        .replace("{int}", d.int)
+        .replace("{bool}", d.boolean)
+        .replace("{real}", d.real)
+        .replace("{blob}", d.blob)
+        .replace("{cols}", &cols)
+        .replace("{clustered}", d.clustered)
 }
 
 /// A store newer than this nix-evalcost: refused, never downgraded.

@@ -156,7 +156,7 @@ impl Store {
     fn matching_paths(&mut self, glob: Option<&PathGlob>) -> Result<Option<Vec<String>>> {
         let Some(glob) = glob else { return Ok(None) };
         let all = self.engine.paths()?;
-        Ok(Some(all.into_iter().filter(|p| glob.matches(&split_display_path(p))).collect()))
+        Ok(Some(all.into_iter().filter(|p| glob.matches(&record::path_components(p))).collect()))
     }
 
     /// The `quantile` of `metric` over the window, per flake (and per output when `per_output`):
@@ -210,11 +210,6 @@ impl Store {
 /// enough that a crash loses little work (and a report's 16 000 daily aggregates are
 /// merged once per batch and day, not once per report) (a transaction is all or nothing).
 const INGEST_BATCH: usize = 500;
-
-/// A stored path's components (stored as a JSON array; `""` is the whole evaluation).
-pub fn split_display_path(path: &str) -> Vec<String> {
-    record::path_components(path)
-}
 
 #[derive(Clone, Debug)]
 pub struct ShowQuery {

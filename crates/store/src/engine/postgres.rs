@@ -3,7 +3,7 @@
 //! updates and lose nothing; readers never wait.
 
 use super::{
-    batch_aggregates, column, groups, migration_sql, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -22,29 +22,7 @@ pub struct Postgres {
 /// The advisory lock key of ingests and migrations ("evalcost" in ASCII).
 const LOCK: i64 = 0x6576_616c_636f_7374;
 
-fn schema() -> String {
-    let cols: String = (0..METRICS.len()).map(|m| format!(", {} BIGINT NOT NULL", column(m))).collect();
-    format!(
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE evaluations (
-           id BIGSERIAL PRIMARY KEY, digest TEXT NOT NULL UNIQUE, started_at BIGINT NOT NULL,
-           flake TEXT NOT NULL, revision TEXT NOT NULL, command TEXT NOT NULL, mode TEXT NOT NULL,
-           hostname TEXT NOT NULL, nix_version TEXT NOT NULL, complete BOOLEAN NOT NULL,
-           errors BIGINT NOT NULL, sample_rate DOUBLE PRECISION NOT NULL{cols});
-         CREATE INDEX evaluations_time ON evaluations (started_at);
-         CREATE INDEX evaluations_flake_time ON evaluations (flake, started_at);
-         CREATE TABLE paths (id BIGSERIAL PRIMARY KEY, path TEXT NOT NULL UNIQUE);
-         CREATE TABLE outputs (
-           evaluation_id BIGINT NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
-           path_id BIGINT NOT NULL REFERENCES paths (id), error BOOLEAN NOT NULL{cols});
-         CREATE INDEX outputs_path ON outputs (path_id, evaluation_id);
-         CREATE INDEX outputs_evaluation ON outputs (evaluation_id);
-         CREATE TABLE daily (
-           day BIGINT NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL,
-           agg TEXT NOT NULL, PRIMARY KEY (day, flake, path, metric));
-         CREATE INDEX daily_series ON daily (path, metric, day);"
-    )
-}
+const DIALECT: Dialect = Dialect { serial: "BIGSERIAL PRIMARY KEY", int: "BIGINT", boolean: "BOOLEAN", real: "DOUBLE PRECISION", blob: "BYTEA", clustered: "" };
 
 impl Postgres {
     pub fn connect(url: &str) -> Result<Postgres> {
@@ -53,7 +31,7 @@ impl Postgres {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
         let has_meta: bool = tx.query_one("SELECT to_regclass('meta') IS NOT NULL", &[])?.get(0);
         if !has_meta {
-            tx.batch_execute(&schema())?;
+            tx.batch_execute(&sql(SCHEMA_V1, &DIALECT))?;
             tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", &[])?;
         }
         let version: String = tx.query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])?.get(0);
@@ -61,8 +39,8 @@ impl Postgres {
         if version > SCHEMA_VERSION {
             return Err(too_new(version));
         }
-        for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
-            tx.batch_execute(&migration_sql(sql, "BYTEA", "BOOLEAN", "BIGINT", ""))?;
+        for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            tx.batch_execute(&sql(step, &DIALECT))?;
             tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;

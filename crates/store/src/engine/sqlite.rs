@@ -3,7 +3,7 @@
 //! ingests serialise and lose nothing.
 
 use super::{
-    batch_aggregates, column, groups, migration_sql, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -16,29 +16,7 @@ pub struct Sqlite {
     conn: Connection,
 }
 
-fn schema() -> String {
-    let cols: String = (0..METRICS.len()).map(|m| format!(", {} INTEGER NOT NULL", column(m))).collect();
-    format!(
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         CREATE TABLE evaluations (
-           id INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE, started_at INTEGER NOT NULL,
-           flake TEXT NOT NULL, revision TEXT NOT NULL, command TEXT NOT NULL, mode TEXT NOT NULL,
-           hostname TEXT NOT NULL, nix_version TEXT NOT NULL, complete INTEGER NOT NULL,
-           errors INTEGER NOT NULL, sample_rate REAL NOT NULL{cols});
-         CREATE INDEX evaluations_time ON evaluations (started_at);
-         CREATE INDEX evaluations_flake_time ON evaluations (flake, started_at);
-         CREATE TABLE paths (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
-         CREATE TABLE outputs (
-           evaluation_id INTEGER NOT NULL REFERENCES evaluations (id) ON DELETE CASCADE,
-           path_id INTEGER NOT NULL REFERENCES paths (id), error INTEGER NOT NULL{cols});
-         CREATE INDEX outputs_path ON outputs (path_id, evaluation_id);
-         CREATE INDEX outputs_evaluation ON outputs (evaluation_id);
-         CREATE TABLE daily (
-           day INTEGER NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL,
-           agg TEXT NOT NULL, PRIMARY KEY (day, flake, path, metric)) WITHOUT ROWID;
-         CREATE INDEX daily_series ON daily (path, metric, day);"
-    )
-}
+const DIALECT: Dialect = Dialect { serial: "INTEGER PRIMARY KEY", int: "INTEGER", boolean: "INTEGER", real: "REAL", blob: "BLOB", clustered: " WITHOUT ROWID" };
 
 impl Sqlite {
     pub fn open(path: &Path) -> Result<Sqlite> {
@@ -67,15 +45,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let has_meta: bool = tx.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'meta'", [], |r| r.get::<_, i64>(0))? > 0;
     if !has_meta {
-        tx.execute_batch(&schema())?;
+        tx.execute_batch(&sql(SCHEMA_V1, &DIALECT))?;
         tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", [])?;
     }
     let version: i64 = tx.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get::<_, String>(0))?.parse().unwrap_or(0);
     if version > SCHEMA_VERSION {
         return Err(too_new(version));
     }
-    for (to, sql) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
-        tx.execute_batch(&migration_sql(sql, "BLOB", "INTEGER", "INTEGER", " WITHOUT ROWID"))?;
+    for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+        tx.execute_batch(&sql(step, &DIALECT))?;
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [to.to_string()])?;
     }
     tx.commit()?;

@@ -108,23 +108,11 @@ pub fn evaluation_columns() -> String {
     format!("id, digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}", metric_columns())
 }
 
-/// One stored evaluation (without its outputs or document).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// One stored evaluation, by its id (without its outputs or document).
+#[derive(Clone, Debug, PartialEq)]
 pub struct EvaluationRow {
     pub id: i64,
-    pub digest: String,
-    pub started_at: i64,
-    pub flake: String,
-    pub revision: String,
-    pub command: String,
-    pub mode: String,
-    pub hostname: String,
-    pub nix_version: String,
-    pub complete: bool,
-    pub errors: i64,
-    pub sample_rate: f64,
-    /// The history's metrics, in [`METRICS`] order.
-    pub values: [i64; 8],
+    pub evaluation: Evaluation,
 }
 
 /// The most expensive evaluations by one metric: a page of them.

@@ -305,13 +305,13 @@ fn evaluations_page_by_metric_and_keep_their_outputs_and_report() {
         let (total, first) = store.engine().evaluations(&q).unwrap();
         assert_eq!(total, 7);
         // Totals are 5 + 10i + 3: the most expensive is i = 6.
-        assert_eq!(first.iter().map(|e| e.values[fncalls]).collect::<Vec<_>>(), [68, 58, 48]);
+        assert_eq!(first.iter().map(|e| e.evaluation.values[fncalls]).collect::<Vec<_>>(), [68, 58, 48]);
         let (_, second) = store.engine().evaluations(&EvaluationQuery { offset: 3, ..q.clone() }).unwrap();
-        assert_eq!(second.iter().map(|e| e.values[fncalls]).collect::<Vec<_>>(), [38, 28, 18]);
+        assert_eq!(second.iter().map(|e| e.evaluation.values[fncalls]).collect::<Vec<_>>(), [38, 28, 18]);
         let (total_a, _) = store.engine().evaluations(&EvaluationQuery { flake: Some("a".into()), ..q.clone() }).unwrap();
         assert_eq!(total_a, 4);
         let (row, outputs) = store.engine().evaluation(first[0].id).unwrap().unwrap();
-        assert_eq!((row.flake.as_str(), outputs.len(), outputs[0].values[fncalls]), ("a", 2, 60));
+        assert_eq!((row.evaluation.flake.as_str(), outputs.len(), outputs[0].values[fncalls]), ("a", 2, 60));
         let gz = store.engine().document(first[0].id).unwrap().unwrap();
         let mut json = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).unwrap();

@@ -57,9 +57,10 @@ fn metrics_object(values: &[i64; 8]) -> Value {
     Value::Object(METRICS.iter().zip(values).map(|(m, v)| (m.to_string(), json!(v))).collect())
 }
 
-fn evaluation_json(e: &EvaluationRow) -> Value {
+fn evaluation_json(row: &EvaluationRow) -> Value {
+    let e = &row.evaluation;
     json!({
-        "id": e.id, "digest": e.digest, "started_at": rfc3339(e.started_at), "flake": e.flake, "revision": e.revision,
+        "id": row.id, "digest": e.digest, "started_at": rfc3339(e.started_at), "flake": e.flake, "revision": e.revision,
         "command": e.command, "mode": e.mode, "hostname": e.hostname, "nix_version": e.nix_version,
         "complete": e.complete, "errors": e.errors, "sample_rate": e.sample_rate, "metrics": metrics_object(&e.values),
     })
@@ -105,7 +106,7 @@ async fn evaluations_answer(app: &App, p: HashMap<String, String>) -> Result<Jso
     let next = (offset + (rows.len() as i64) < total).then_some(offset + rows.len() as i64);
     Ok(Json(json!({
         "metric": METRICS[metric], "days": days, "limit": limit, "offset": offset, "total": total, "next_offset": next,
-        "evaluations": rows.iter().map(|e| { let mut v = evaluation_json(e); v["value"] = json!(e.values[metric]); v }).collect::<Vec<_>>(),
+        "evaluations": rows.iter().map(|e| { let mut v = evaluation_json(e); v["value"] = json!(e.evaluation.values[metric]); v }).collect::<Vec<_>>(),
     })))
 }
 

@@ -134,8 +134,7 @@ fn merge_daily(tx: &mut postgres::Transaction, added: std::collections::BTreeMap
 }
 
 fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
-    EvaluationRow {
-        id: r.get(0),
+    let evaluation = Evaluation {
         digest: r.get(1),
         started_at: r.get(2),
         flake: r.get(3),
@@ -148,7 +147,9 @@ fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
         errors: r.get(10),
         sample_rate: r.get(11),
         values: std::array::from_fn(|i| r.get(12 + i)),
-    }
+        document: Vec::new(),
+    };
+    EvaluationRow { id: r.get(0), evaluation }
 }
 
 impl Engine for Postgres {

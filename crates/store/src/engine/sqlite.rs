@@ -65,8 +65,7 @@ fn evaluation_row(r: &rusqlite::Row) -> rusqlite::Result<EvaluationRow> {
     for (i, v) in values.iter_mut().enumerate() {
         *v = r.get(12 + i)?;
     }
-    Ok(EvaluationRow {
-        id: r.get(0)?,
+    let evaluation = Evaluation {
         digest: r.get(1)?,
         started_at: r.get(2)?,
         flake: r.get(3)?,
@@ -79,7 +78,9 @@ fn evaluation_row(r: &rusqlite::Row) -> rusqlite::Result<EvaluationRow> {
         errors: r.get(10)?,
         sample_rate: r.get(11)?,
         values,
-    })
+        document: Vec::new(),
+    };
+    Ok(EvaluationRow { id: r.get(0)?, evaluation })
 }
 
 /// The evaluations of `batch` not stored yet, with their documents and outputs; returns their

@@ -126,7 +126,15 @@ pub async fn evaluation(State(app): State<Arc<App>>, uri: Uri, Path(id): Path<St
 
 async fn evaluation_answer(app: &App, id: String) -> Result<Json<Value>, ApiError> {
     let id = id_param(&id)?;
-    let (row, outputs) = app.read(move |store| store.engine().evaluation(id)).await?.ok_or_else(|| not_found(id))?;
+    // One pooled connection for the evaluation and whether its report is kept.
+    let found = app
+        .read(move |store| {
+            let Some(evaluation) = store.engine().evaluation(id)? else { return Ok(None) };
+            let kept = store.engine().document(id)?.is_some();
+            Ok(Some((evaluation, kept)))
+        })
+        .await?;
+    let ((row, outputs), has_report) = found.ok_or_else(|| not_found(id))?;
     let paths: Vec<Vec<String>> = outputs.iter().map(|o| path_components(&o.path)).collect();
     let index: HashMap<&[String], usize> = paths.iter().enumerate().map(|(i, p)| (p.as_slice(), i)).collect();
     let nodes: Vec<Value> = outputs
@@ -138,7 +146,6 @@ async fn evaluation_answer(app: &App, id: String) -> Result<Json<Value>, ApiErro
             json!({ "id": i, "parent": parent, "path": path, "name": display_stored(&o.path), "error": o.error, "metrics": metrics_object(&o.values) })
         })
         .collect();
-    let has_report = app.read(move |store| store.engine().document(id).map(|d| d.is_some())).await?;
     Ok(Json(json!({ "evaluation": evaluation_json(&row), "nodes": nodes, "report_page": has_report.then(|| format!("/evaluations/{id}")) })))
 }
 

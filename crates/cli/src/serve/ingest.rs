@@ -89,9 +89,20 @@ impl Writer {
     /// Stores `record`; true if it was new.
     pub async fn store(&self, record: Record) -> Result<bool, ApiError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((record, reply)).await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?;
-        answer.await.map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))?.map_err(ApiError::internal)
+        self.queue.send((record, reply)).await.map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?.map_err(ApiError::internal)
     }
+
+    /// [`Writer::store`] from a thread outside the runtime (the collector).
+    fn store_blocking(&self, record: Record) -> Result<bool, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.blocking_send((record, reply)).map_err(|_| shutting_down())?;
+        answer.blocking_recv().map_err(|_| shutting_down())?.map_err(ApiError::internal)
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
 }
 
 /// When the writer merges the daily aggregates of what it stored: in bulk, when many are
@@ -197,7 +208,6 @@ impl Collector {
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut collector = nix_evalcost_store::collector::Collector::default();
-            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
             while !flag.load(Ordering::Relaxed) {
                 let found = collector.poll(&dir);
                 for e in found.skipped {
@@ -205,7 +215,7 @@ impl Collector {
                 }
                 for record in found.records {
                     let digest = record.0.digest.clone();
-                    match runtime.block_on(writer.store(record)) {
+                    match writer.store_blocking(record) {
                         Ok(true) => tracing::info!(digest = %digest, dir = %dir.display(), "collected"),
                         Ok(false) => {}
                         Err(e) => tracing::warn!(error = %e.message, "collecting failed"),

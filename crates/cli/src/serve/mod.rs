@@ -146,6 +146,7 @@ fn read_token(file: &Option<PathBuf>) -> anyhow::Result<Option<Vec<u8>>> {
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     init_logging();
     let token = read_token(&args.token_file)?;
+    let ingest = if token.is_some() { "on" } else { "off" };
     let (location, mut writer_store) = open(&args.db)?;
     writer_store.engine().set_cache_mib(WRITER_CACHE_MIB)?;
     let readers = deadpool::unmanaged::Pool::new(args.readers as usize);
@@ -171,7 +172,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
             max_body: args.max_body.min(usize::MAX as u64) as usize,
         });
         let router = router(app, args.cors_origin.as_deref())?;
-        tracing::info!(addr = %addr, store = %location.describe(), ingest = if token_set(&args.token_file) { "on" } else { "off" }, "listening");
+        tracing::info!(addr = %addr, store = %location.describe(), ingest, "listening");
         eprintln!("nix-evalcost: serving {} on http://{addr}", location.describe());
         axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
         tracing::info!("shutting down: finishing queued ingests");
@@ -185,10 +186,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         anyhow::Ok(())
     })?;
     Ok(0)
-}
-
-fn token_set(file: &Option<PathBuf>) -> bool {
-    file.is_some() || std::env::var_os("NIX_EVALCOST_TOKEN").is_some()
 }
 
 fn router(app: Arc<App>, cors_origin: Option<&str>) -> anyhow::Result<axum::Router> {

@@ -357,6 +357,11 @@ fn the_collector_runs_inside_the_server_and_shutdown_finishes_ingests() {
     let statuses: Vec<u16> = posts.into_iter().map(|p| p.join().unwrap()).collect();
     let status = server.child.wait().unwrap();
     assert!(status.success(), "a clean stop: {}", server.log.lock().unwrap());
+    // The log is drained by a thread of its own: give it the last lines.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.log.lock().unwrap().contains("\"stopped\"") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(server.log.lock().unwrap().contains("\"stopped\""), "the JSON log says so");
     let created = statuses.iter().filter(|&&s| s == 201).count() as i64;
     assert!(statuses.iter().all(|&s| s == 201 || s == 0 || s == 503), "{statuses:?}");

@@ -3,35 +3,16 @@
 //! its own table and reports into the DOM), hostile attribute names stay text, and a
 //! screenshot is taken to look at.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/fixtures.rs"]
 mod fixtures;
+use browser::{chromium, headless};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn cli(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nix-evalcost")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-/// Chromium's flags for a closed machine: no sandbox (root), no network chatter.
-fn headless(profile: &Path) -> Command {
-    let mut c = Command::new(chromium().unwrap());
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--virtual-time-budget=5000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    c
 }
 
 /// The page's DOM after its scripts ran, loaded with `#selftest`.

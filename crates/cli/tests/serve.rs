@@ -2,11 +2,14 @@
 //! private PostgreSQL server, real HTTP (ureq), the Python `prometheus_client` parsers for
 //! /metrics, and Debian's chromium for the board.
 
+#[path = "common/browser.rs"]
+mod browser;
 #[path = "common/fixtures.rs"]
 mod fixtures;
 #[path = "../../store/tests/pg/mod.rs"]
 mod pg;
 
+use browser::{chromium, headless};
 use fixtures::HOSTILE;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -373,19 +376,6 @@ fn the_collector_runs_inside_the_server_and_shutdown_finishes_ingests() {
 
 // ---- the board in a browser ------------------------------------------------------------------
 
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"].iter().map(PathBuf::from).find(|p| p.is_file())
-}
-
-fn headless(profile: &Path) -> Command {
-    let mut c = Command::new(chromium().unwrap());
-    c.args([
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--virtual-time-budget=8000", "--enable-logging=stderr", "--v=0",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
-    c
-}
 
 /// Chromium's console messages and uncaught errors (with --enable-logging they are
 /// `CONSOLE` lines on stderr).

@@ -376,7 +376,6 @@ fn the_collector_runs_inside_the_server_and_shutdown_finishes_ingests() {
 
 // ---- the board in a browser ------------------------------------------------------------------
 
-
 /// Chromium's console messages and uncaught errors (with --enable-logging they are
 /// `CONSOLE` lines on stderr).
 fn console_errors(stderr: &[u8]) -> Vec<String> {

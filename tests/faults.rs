@@ -10,7 +10,7 @@ use nix_evalcost_core::report_io::read_report;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A flake of 40 slow outputs (~240 000 calls each) that announce themselves on stderr.

@@ -9,21 +9,26 @@
 //!   (`agg.rs`, JSON), kept in step with inserts in the same transaction.
 //!
 //! Version 2 adds `documents`: each evaluation's report, gzipped, for the board (its graph,
-//! its flamegraphs). [`MIGRATIONS`] takes a store from any older version to this one; a fresh
-//! store is created at version 1 and migrated like any other, so the steps are always run.
+//! its flamegraphs). Version 3 packs each evaluation's output costs into one value of `costs`
+//! (`packed.rs`) in place of the rows of `outputs`. [`MIGRATIONS`] takes a store from any
+//! older version to this one; a fresh store is created at version 1 and migrated like any
+//! other, so the steps are always run.
 
 use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
+use packed::PackedOutput;
+use std::collections::HashMap;
 
+pub mod packed;
 pub mod postgres;
 pub mod sqlite;
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The steps from one schema version to the next: (the version it makes, its SQL in the
 /// dialect-neutral form of [`sql`]). Run in order, each in the transaction that
 /// records the new version.
-pub const MIGRATIONS: [(i64, &str); 1] = [(
+pub const MIGRATIONS: [(i64, &str); 2] = [(
     2,
     // Version 2 also encodes aggregates compactly (agg.rs): version 1's are dropped, and
     // rebuilt from the raw rows when the store is opened (`finish_migrations`). And outputs
@@ -49,6 +54,12 @@ pub const MIGRATIONS: [(i64, &str); 1] = [(
      ALTER TABLE outputs_v2 RENAME TO outputs;
      ALTER TABLE evaluations ADD COLUMN aggregated {bool} NOT NULL DEFAULT TRUE;
      CREATE INDEX evaluations_pending ON evaluations (id) WHERE NOT aggregated",
+), (
+    3,
+    // A report's output costs as one packed value (packed.rs): one row per ingest, not 2000.
+    // The engines move the rows of `outputs` into it in the same transaction
+    // (`pack_outputs`, which drops `outputs`).
+    "CREATE TABLE costs (evaluation_id {int} PRIMARY KEY, outputs {blob} NOT NULL)",
 )];
 
 /// Version 1, as created: every store starts here and is migrated (`MIGRATIONS`). In the
@@ -186,6 +197,70 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Path ids and names this connection has seen committed (paths are never deleted, and an id
+/// never changes): an ingest looks up only paths it has not seen, and a read names the ids of
+/// a packed value without asking the database again.
+#[derive(Default)]
+pub struct PathCache {
+    ids: HashMap<String, i64>,
+    names: HashMap<i64, String>,
+}
+
+impl PathCache {
+    /// Only what a committed transaction wrote, or a read saw: a rolled-back id may be reused.
+    pub fn learn(&mut self, id: i64, path: String) {
+        self.names.insert(id, path.clone());
+        self.ids.insert(path, id);
+    }
+
+    pub fn id(&self, path: &str) -> Option<i64> {
+        self.ids.get(path).copied()
+    }
+
+    pub fn name(&self, id: i64) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    /// The ids of `outputs` this cache cannot name, once each.
+    pub fn unnamed(&self, outputs: &[PackedOutput]) -> Vec<i64> {
+        let mut missing: Vec<i64> = outputs.iter().map(|o| o.path_id).filter(|id| !self.names.contains_key(id)).collect();
+        missing.dedup();
+        missing
+    }
+
+    /// The outputs of a packed value with their paths (every id named: see [`PathCache::unnamed`]).
+    pub fn outputs(&self, packed: Vec<PackedOutput>) -> Result<Vec<Output>> {
+        packed
+            .into_iter()
+            .map(|o| match self.name(o.path_id) {
+                Some(path) => Ok(Output { path: path.to_string(), error: o.error, values: o.values }),
+                None => Err(StoreError::Other(format!("packed output costs name path id {}, which the store does not hold: the store is damaged", o.path_id))),
+            })
+            .collect()
+    }
+}
+
+/// A packed value (packed.rs) as read from the store.
+pub fn unpack(bytes: &[u8]) -> Result<Vec<PackedOutput>> {
+    packed::decode(bytes).map_err(StoreError::Other)
+}
+
+/// `outputs` packed, their paths as ids by `id_of`.
+pub fn pack(outputs: &[Output], mut id_of: impl FnMut(&str) -> Result<i64>) -> Result<Vec<u8>> {
+    let packed = outputs.iter().map(|o| Ok(PackedOutput { path_id: id_of(&o.path)?, error: o.error, values: o.values })).collect::<Result<Vec<_>>>()?;
+    Ok(packed::encode(packed))
+}
+
+/// The samples of one evaluation's packed outputs whose ids are in `wanted` (id -> path).
+pub fn packed_samples(bytes: &[u8], wanted: &HashMap<i64, String>, metric: usize, started_at: i64, flake: &str, sample_rate: f64, out: &mut Vec<Sample>) -> Result<()> {
+    for o in unpack(bytes)? {
+        if let Some(path) = wanted.get(&o.path_id) {
+            out.push(Sample { started_at, flake: flake.to_string(), path: path.clone(), error: o.error, value: o.values[metric], weight: weight_of(sample_rate) });
+        }
+    }
+    Ok(())
+}
 
 /// What an engine does; the store's logic (lib.rs) is written once over it.
 pub trait Engine: Send {

@@ -102,9 +102,12 @@ pub fn records_with_document(report: &Report, json: &[u8], gz: Option<&[u8]>) ->
         values: values(|m| m.value(&report.totals, &report.end, &report.sizes)),
         document: gz.map_or_else(|| gzip(json), <[u8]>::to_vec),
     };
+    // A path twice (a damaged or hand-made report) counts once, as the store keeps it.
+    let mut seen = std::collections::HashSet::new();
     let outputs = report
         .nodes
         .iter()
+        .filter(|n| seen.insert(&n.path))
         .map(|n| Output {
             path: serde_json::to_string(&n.path).expect("strings serialise"),
             error: n.error.is_some(),

@@ -203,7 +203,7 @@ fn retention_removes_whole_days() {
         let daily = store.engine().daily(&whole("fncalls", 0, now + DAY)).unwrap();
         assert_eq!(daily.len(), 4);
         assert_eq!(store.engine().recompute_daily().unwrap().len(), 4 * 8 * 2);
-        assert_eq!(raw_count(db, "SELECT count(*) FROM outputs"), 4, "the retired evaluations' outputs go with them");
+        assert_eq!(raw_count(db, "SELECT count(*) FROM costs"), 4, "the retired evaluations' outputs go with them");
         assert_eq!(raw_count(db, "SELECT count(*) FROM documents"), 4);
     });
 }
@@ -265,23 +265,39 @@ fn raw_sql(db: &Location, sql: &str) {
     }
 }
 
+/// SQL that puts back what versions 1 and 2 stored of outputs: one row per output, here
+/// the outputs of evaluation 1 (`outputs`, its paths already stored with ids 1, 2, ...).
+fn output_rows_sql(outputs: &[Output]) -> String {
+    let columns: String = record::METRICS.iter().map(|m| format!(", m_{} BIGINT NOT NULL", m.replace('-', "_"))).collect();
+    let mut sql = format!("DROP TABLE costs; CREATE TABLE outputs (evaluation_id BIGINT NOT NULL, path_id BIGINT NOT NULL, error BOOLEAN NOT NULL{columns});");
+    for (i, o) in outputs.iter().enumerate() {
+        let values: String = o.values.iter().map(|v| format!(", {v}")).collect();
+        sql += &format!("INSERT INTO outputs VALUES (1, {}, {}{values});", i + 1, o.error);
+    }
+    sql
+}
+
 #[test]
 fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
     on_both_engines(|db| {
         let mut store = Store::open(db).unwrap();
-        store.ingest(&[rows(&report(T0, "a", &[("packages.x", 10)], 1000))]).unwrap();
+        let first = rows(&report(T0, "a", &[("packages.x", 10), ("packages.y", 20)], 1000));
+        store.ingest(std::slice::from_ref(&first)).unwrap();
         drop(store);
-        // Back to what version 1 wrote: no documents.
-        // Version 1 had no documents, no pending aggregates, and aggregates in another encoding.
-        raw_sql(db, "DROP TABLE documents; DROP INDEX evaluations_pending; ALTER TABLE evaluations DROP COLUMN aggregated;
+        // Back to what version 1 wrote: no documents, no pending aggregates, aggregates in
+        // another encoding, and outputs as rows.
+        raw_sql(db, &format!("DROP TABLE documents; DROP INDEX evaluations_pending; ALTER TABLE evaluations DROP COLUMN aggregated;
                      UPDATE meta SET value = '1' WHERE key = 'schema_version';
-                     UPDATE daily SET agg = '{\"n\": 1, \"sketch\": {\"config\": {}}}';");
+                     UPDATE daily SET agg = '{{\"n\": 1, \"sketch\": {{\"config\": {{}}}}}}'; {}", output_rows_sql(&first.1)));
         let mut store = Store::open(db).unwrap();
         assert_eq!(store.engine().count_evaluations().unwrap(), 1, "the migration keeps what was stored");
         let wall = store.engine().daily(&whole("wall", 0, i64::MAX / 4)).unwrap();
-        assert_eq!((wall.len(), wall[0].agg.n, wall[0].agg.sum), (1, 1, 15_000), "aggregates rebuilt from the raw rows");
+        assert_eq!((wall.len(), wall[0].agg.n, wall[0].agg.sum), (1, 1, 35_000), "aggregates rebuilt from the raw rows");
         assert!(!store.engine().rebuild_pending().unwrap());
-        let new = rows(&report(T0 + 60, "a", &[("packages.x", 11)], 1000));
+        let (_, outputs) = store.engine().evaluation(1).unwrap().unwrap();
+        assert_eq!(outputs, first.1, "the output rows, packed by migration 3");
+        assert_eq!(raw_count(db, "SELECT count(*) FROM costs"), 1);
+        let new = rows(&report(T0 + 60, "a", &[("packages.x", 110)], 1000));
         store.ingest(&[new]).unwrap();
         let (_, page) = store.engine().evaluations(&EvaluationQuery { metric: 3, from: 0, until: i64::MAX / 4, limit: 10, ..Default::default() }).unwrap();
         assert_eq!(page.len(), 2);

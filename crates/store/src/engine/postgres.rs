@@ -2,8 +2,9 @@
 //! advisory lock, so concurrent ingests from many machines serialise their daily-aggregate
 //! updates and lose nothing; readers never wait.
 
+use super::packed::PackedOutput;
 use super::{
-    batch_aggregates, column, groups, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -14,9 +15,7 @@ use std::collections::HashMap;
 
 pub struct Postgres {
     client: Client,
-    /// Path ids seen in committed transactions (paths are never deleted): an ingest looks up
-    /// only paths it has not seen, not a report's 2000 every time.
-    path_ids: HashMap<String, i64>,
+    paths: PathCache,
 }
 
 /// The advisory lock key of ingests and migrations ("evalcost" in ASCII).
@@ -41,39 +40,70 @@ impl Postgres {
         }
         for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
             tx.batch_execute(&sql(step, &DIALECT))?;
+            if *to == 3 {
+                pack_outputs(&mut tx)?;
+            }
             tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;
-        let mut postgres = Postgres { client, path_ids: HashMap::new() };
+        let mut postgres = Postgres { client, paths: PathCache::default() };
         postgres.finish_migrations()?;
         Ok(postgres)
     }
 }
 
-/// The evaluations of `batch` not stored yet, with their documents and outputs; returns their
-/// indices in `batch`.
-/// Returns the indices of the new evaluations, and the path ids this transaction learned
-/// (to be remembered once it commits).
-fn insert_rows(
-    tx: &mut postgres::Transaction,
-    batch: &[(Evaluation, Vec<Output>)],
-    aggregated: bool,
-    known: &HashMap<String, i64>,
-) -> Result<(Vec<usize>, HashMap<String, i64>)> {
+/// Migration 3: the rows of `outputs` packed into `costs`, one value per evaluation, a
+/// thousand evaluations per round trip; then `outputs` goes.
+fn pack_outputs(tx: &mut postgres::Transaction) -> Result<()> {
+    let ids: Vec<i64> = tx.query("SELECT DISTINCT evaluation_id FROM outputs ORDER BY 1", &[])?.iter().map(|r| r.get(0)).collect();
+    let read = tx.prepare(&format!("SELECT evaluation_id, path_id, error, {} FROM outputs WHERE evaluation_id = ANY($1)", metric_columns()))?;
+    for chunk in ids.chunks(1000) {
+        let mut by_evaluation: HashMap<i64, Vec<PackedOutput>> = HashMap::new();
+        for r in tx.query(&read, &[&chunk])? {
+            by_evaluation.entry(r.get(0)).or_default().push(PackedOutput { path_id: r.get(1), error: r.get(2), values: std::array::from_fn(|i| r.get(3 + i)) });
+        }
+        let (ids, values): (Vec<i64>, Vec<Vec<u8>>) = by_evaluation.into_iter().map(|(id, outputs)| (id, super::packed::encode(outputs))).unzip();
+        tx.execute("INSERT INTO costs (evaluation_id, outputs) SELECT * FROM unnest($1::bigint[], $2::bytea[])", &[&ids, &values])?;
+    }
+    tx.batch_execute("DROP TABLE outputs")?;
+    Ok(())
+}
+
+/// Names the path ids `missing` in `cache`, from committed rows, in one round trip.
+fn name_paths(client: &mut impl postgres::GenericClient, cache: &mut PathCache, missing: &[i64]) -> Result<()> {
+    if !missing.is_empty() {
+        for r in client.query("SELECT id, path FROM paths WHERE id = ANY($1)", &[&missing])? {
+            cache.learn(r.get(0), r.get(1));
+        }
+    }
+    Ok(())
+}
+
+/// The ids of `paths` that the store holds, with their paths.
+fn ids_of(client: &mut Client, cache: &mut PathCache, paths: &[String]) -> Result<HashMap<i64, String>> {
+    let unknown: Vec<&str> = paths.iter().map(String::as_str).filter(|p| cache.id(p).is_none()).collect();
+    if !unknown.is_empty() {
+        for r in client.query("SELECT id, path FROM paths WHERE path = ANY($1)", &[&unknown])? {
+            cache.learn(r.get(0), r.get(1));
+        }
+    }
+    Ok(paths.iter().filter_map(|p| cache.id(p).map(|id| (id, p.clone()))).collect())
+}
+
+/// The evaluations of `batch` not stored yet, with their documents and packed outputs.
+/// Returns their indices in `batch`, and the path ids this transaction learned (to be
+/// remembered once it commits).
+fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>)], aggregated: bool, known: &PathCache) -> Result<(Vec<usize>, HashMap<String, i64>)> {
     let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
     let insert_eval = tx.prepare(&format!(
         "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}, $20) ON CONFLICT (digest) DO NOTHING RETURNING id",
         metric_columns()
     ))?;
-    let arrays = (0..METRICS.len()).map(|i| format!("${}::bigint[]", i + 4)).collect::<Vec<_>>().join(", ");
-    let insert_outputs = tx.prepare(&format!(
-        "INSERT INTO outputs (evaluation_id, path_id, error, {}) SELECT $1, * FROM unnest($2::bigint[], $3::bool[], {arrays}) ON CONFLICT DO NOTHING",
-        metric_columns()
-    ))?;
     let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
-    let mut path_ids: HashMap<String, i64> = HashMap::new();
-    let id_of = |path: &str, learned: &HashMap<String, i64>| known.get(path).or_else(|| learned.get(path)).copied();
+    let insert_costs = tx.prepare("INSERT INTO costs (evaluation_id, outputs) VALUES ($1, $2)")?;
+    let mut learned: HashMap<String, i64> = HashMap::new();
+    let id_of = |path: &str, learned: &HashMap<String, i64>| known.id(path).or_else(|| learned.get(path).copied());
     let mut fresh = Vec::new();
     for (i, (e, outputs)) in batch.iter().enumerate() {
         let mut p: Vec<&(dyn ToSql + Sync)> = vec![
@@ -84,22 +114,18 @@ fn insert_rows(
         let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
         let id: i64 = row.get(0);
         tx.execute(&insert_document, &[&id, &e.document])?;
-        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| id_of(p, &path_ids).is_none()).collect();
+        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| id_of(p, &learned).is_none()).collect();
         if !unknown.is_empty() {
             tx.execute("INSERT INTO paths (path) SELECT unnest($1::text[]) ON CONFLICT (path) DO NOTHING", &[&unknown])?;
             for r in tx.query("SELECT id, path FROM paths WHERE path = ANY($1)", &[&unknown])? {
-                path_ids.insert(r.get(1), r.get(0));
+                learned.insert(r.get(1), r.get(0));
             }
         }
-        let ids: Vec<i64> = outputs.iter().map(|o| id_of(&o.path, &path_ids).expect("every path was looked up")).collect();
-        let errors: Vec<bool> = outputs.iter().map(|o| o.error).collect();
-        let columns: Vec<Vec<i64>> = (0..METRICS.len()).map(|m| outputs.iter().map(|o| o.values[m]).collect()).collect();
-        let mut p: Vec<&(dyn ToSql + Sync)> = vec![&id, &ids, &errors];
-        p.extend(columns.iter().map(|c| c as &(dyn ToSql + Sync)));
-        tx.execute(&insert_outputs, &p)?;
+        let packed = pack(outputs, |path| Ok(id_of(path, &learned).expect("every path was looked up")))?;
+        tx.execute(&insert_costs, &[&id, &packed])?;
         fresh.push(i);
     }
-    Ok((fresh, path_ids))
+    Ok((fresh, learned))
 }
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query,
@@ -156,7 +182,7 @@ impl Engine for Postgres {
     /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
     /// batch's aggregates are read per (day, flake) group and written in one statement.
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
-        let known = &self.path_ids;
+        let known = &self.paths;
         let mut tx = self.client.transaction()?;
         let (fresh, learned) = if defer {
             insert_rows(&mut tx, batch, false, known)?
@@ -172,7 +198,9 @@ impl Engine for Postgres {
             (fresh, learned)
         };
         tx.commit()?;
-        self.path_ids.extend(learned);
+        for (path, id) in learned {
+            self.paths.learn(id, path);
+        }
         Ok(fresh)
     }
 
@@ -185,10 +213,11 @@ impl Engine for Postgres {
         let mut batch: Vec<(Evaluation, Vec<Output>)> =
             rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
         let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        let sql = format!("SELECT o.evaluation_id, p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ANY($1)", metric_columns());
-        for r in tx.query(&sql, &[&ids])? {
-            let output = Output { path: r.get(1), error: r.get(2), values: std::array::from_fn(|i| r.get(3 + i)) };
-            batch[position[&r.get::<_, i64>(0)]].1.push(output);
+        for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
+            let packed = unpack(r.get(1))?;
+            let unnamed = self.paths.unnamed(&packed);
+            name_paths(&mut tx, &mut self.paths, &unnamed)?;
+            batch[position[&r.get::<_, i64>(0)]].1 = self.paths.outputs(packed)?;
         }
         tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1)", &[&ids])?;
         merge_daily(&mut tx, batch_aggregates(&batch))?;
@@ -234,30 +263,30 @@ impl Engine for Postgres {
 
     fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {
         let col = column(s.metric);
-        let flake = if s.flake.is_some() { " AND e.flake = $3" } else { "" };
         let pending = if s.pending_only { " AND NOT e.aggregated" } else { "" };
-        let flake = format!("{flake}{pending}");
-        let rows = match &s.paths {
+        // `$3 = ''` switches the flake filter off: one statement either way.
+        let filter = format!("WHERE e.started_at >= $1 AND e.started_at < $2 AND ($3 = '' OR e.flake = $3){pending}");
+        let flake = s.flake.clone().unwrap_or_default();
+        let params: [&(dyn ToSql + Sync); 3] = [&s.from, &s.until, &flake];
+        match &s.paths {
             None => {
-                let sql = format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= $1 AND e.started_at < $2{flake}");
-                match &s.flake {
-                    Some(f) => self.client.query(&sql, &[&s.from, &s.until, f])?,
-                    None => self.client.query(&sql, &[&s.from, &s.until])?,
-                }
+                let sql = format!("SELECT e.started_at, e.flake, e.errors > 0, e.{col}, e.sample_rate FROM evaluations e {filter}");
+                let rows = self.client.query(&sql, &params)?;
+                Ok(rows.iter().map(|r| Sample { started_at: r.get(0), flake: r.get(1), path: String::new(), error: r.get(2), value: r.get(3), weight: weight_of(r.get(4)) }).collect())
             }
             Some(paths) => {
-                let sql = format!(
-                    "SELECT e.started_at, e.flake, p.path, o.error, o.{col}, e.sample_rate FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
-                     JOIN paths p ON p.id = o.path_id WHERE e.started_at >= $1 AND e.started_at < $2 AND p.path = ANY($4){flake}"
-                );
-                let sql = if s.flake.is_none() { sql.replace("$4", "$3") } else { sql };
-                match &s.flake {
-                    Some(f) => self.client.query(&sql, &[&s.from, &s.until, f, paths])?,
-                    None => self.client.query(&sql, &[&s.from, &s.until, paths])?,
+                let wanted = ids_of(&mut self.client, &mut self.paths, paths)?;
+                let mut out = Vec::new();
+                if wanted.is_empty() {
+                    return Ok(out);
                 }
+                let sql = format!("SELECT e.started_at, e.flake, e.sample_rate, c.outputs FROM evaluations e JOIN costs c ON c.evaluation_id = e.id {filter}");
+                for r in self.client.query(&sql, &params)? {
+                    packed_samples(r.get(3), &wanted, s.metric, r.get(0), r.get(1), r.get(2), &mut out)?;
+                }
+                Ok(out)
             }
-        };
-        Ok(rows.iter().map(|r| Sample { started_at: r.get(0), flake: r.get(1), path: r.get(2), error: r.get(3), value: r.get(4), weight: weight_of(r.get(5)) }).collect())
+        }
     }
 
     fn paths(&mut self) -> Result<Vec<String>> {
@@ -271,7 +300,7 @@ impl Engine for Postgres {
     fn delete_before_day(&mut self, day: i64) -> Result<u64> {
         let mut tx = self.client.transaction()?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        tx.execute("DELETE FROM outputs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < $1)", &[&(day * 86_400)])?;
+        tx.execute("DELETE FROM costs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < $1)", &[&(day * 86_400)])?;
         let n = tx.execute("DELETE FROM evaluations WHERE started_at < $1", &[&(day * 86_400)])?;
         tx.execute("DELETE FROM daily WHERE day < $1", &[&day])?;
         tx.commit()?;
@@ -294,13 +323,16 @@ impl Engine for Postgres {
 
     fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>> {
         let Some(row) = self.client.query_opt(&format!("SELECT {} FROM evaluations WHERE id = $1", evaluation_columns()), &[&id])? else { return Ok(None) };
-        let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = $1 ORDER BY p.path", metric_columns());
-        let outputs = self
-            .client
-            .query(&sql, &[&id])?
-            .iter()
-            .map(|r| Output { path: r.get(0), error: r.get(1), values: std::array::from_fn(|i| r.get(2 + i)) })
-            .collect();
+        let mut outputs = match self.client.query_opt("SELECT outputs FROM costs WHERE evaluation_id = $1", &[&id])? {
+            Some(r) => {
+                let packed = unpack(r.get(0))?;
+                let unnamed = self.paths.unnamed(&packed);
+                name_paths(&mut self.client, &mut self.paths, &unnamed)?;
+                self.paths.outputs(packed)?
+            }
+            None => Vec::new(),
+        };
+        outputs.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Some((evaluation_row(&row), outputs)))
     }
 

@@ -2,8 +2,9 @@
 //! take the lock at BEGIN IMMEDIATE and wait for each other (busy timeout), so concurrent
 //! ingests serialise and lose nothing.
 
+use super::packed::PackedOutput;
 use super::{
-    batch_aggregates, column, groups, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::agg::Agg;
@@ -14,6 +15,7 @@ use std::path::Path;
 
 pub struct Sqlite {
     conn: Connection,
+    paths: PathCache,
 }
 
 const DIALECT: Dialect = Dialect { serial: "INTEGER PRIMARY KEY", int: "INTEGER", boolean: "INTEGER", real: "REAL", blob: "BLOB", clustered: " WITHOUT ROWID" };
@@ -32,7 +34,7 @@ impl Sqlite {
         // default 2 MB cache it spills and rereads them (half of ingest time, measured).
         conn.pragma_update(None, "cache_size", -65_536)?;
         migrate(&mut conn)?;
-        let mut sqlite = Sqlite { conn };
+        let mut sqlite = Sqlite { conn, paths: PathCache::default() };
         sqlite.finish_migrations()?;
         Ok(sqlite)
     }
@@ -54,9 +56,35 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     }
     for (to, step) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
         tx.execute_batch(&sql(step, &DIALECT))?;
+        if *to == 3 {
+            pack_outputs(&tx)?;
+        }
         tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema_version'", [to.to_string()])?;
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// Migration 3: the rows of `outputs` packed into `costs`, one value per evaluation; then
+/// `outputs` goes.
+fn pack_outputs(tx: &rusqlite::Transaction) -> Result<()> {
+    {
+        let mut read = tx.prepare(&format!("SELECT evaluation_id, path_id, error, {} FROM outputs ORDER BY evaluation_id", metric_columns()))?;
+        let mut write = tx.prepare("INSERT INTO costs (evaluation_id, outputs) VALUES (?1, ?2)")?;
+        let mut current: Option<(i64, Vec<PackedOutput>)> = None;
+        let mut rows = read.query([])?;
+        loop {
+            let row = rows.next()?;
+            let id = row.map(|r| r.get::<_, i64>(0)).transpose()?;
+            if let Some((evaluation, outputs)) = current.take_if(|(evaluation, _)| Some(*evaluation) != id) {
+                write.execute(params![evaluation, super::packed::encode(outputs)])?;
+            }
+            let (Some(r), Some(id)) = (row, id) else { break };
+            let output = PackedOutput { path_id: r.get(1)?, error: r.get::<_, i64>(2)? != 0, values: std::array::from_fn(|i| r.get(3 + i).unwrap_or(0)) };
+            current.get_or_insert_with(|| (id, Vec::new())).1.push(output);
+        }
+    }
+    tx.execute_batch("DROP TABLE outputs")?;
     Ok(())
 }
 
@@ -83,18 +111,18 @@ fn evaluation_row(r: &rusqlite::Row) -> rusqlite::Result<EvaluationRow> {
     Ok(EvaluationRow { id: r.get(0)?, evaluation })
 }
 
-/// The evaluations of `batch` not stored yet, with their documents and outputs; returns their
-/// indices in `batch`.
-fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], aggregated: bool) -> Result<Vec<usize>> {
+/// The evaluations of `batch` not stored yet, with their documents and packed outputs.
+/// Returns their indices in `batch`, and the paths this transaction added or looked up (to be
+/// remembered once it commits).
+fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], aggregated: bool, known: &PathCache) -> Result<(Vec<usize>, HashMap<String, i64>)> {
     let placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 12)).collect::<Vec<_>>().join(", ");
     let mut insert_eval = tx.prepare_cached(&format!(
         "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, {placeholders}, ?20) ON CONFLICT (digest) DO NOTHING",
         metric_columns()
     ))?;
-    let out_placeholders = (0..METRICS.len()).map(|i| format!("?{}", i + 4)).collect::<Vec<_>>().join(", ");
-    let mut insert_output = tx.prepare_cached(&format!("INSERT INTO outputs (evaluation_id, path_id, error, {}) VALUES (?1, ?2, ?3, {out_placeholders}) ON CONFLICT DO NOTHING", metric_columns()))?;
-    let mut path_ids: HashMap<&str, i64> = HashMap::new();
+    let mut insert_costs = tx.prepare_cached("INSERT INTO costs (evaluation_id, outputs) VALUES (?1, ?2)")?;
+    let mut learned: HashMap<String, i64> = HashMap::new();
     let mut find_path = tx.prepare_cached("SELECT id FROM paths WHERE path = ?1")?;
     let mut insert_path = tx.prepare_cached("INSERT INTO paths (path) VALUES (?1)")?;
     let mut insert_document = tx.prepare_cached("INSERT INTO documents (evaluation_id, report) VALUES (?1, ?2)")?;
@@ -110,27 +138,24 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], 
         }
         let id = tx.last_insert_rowid();
         insert_document.execute(params![id, e.document])?;
-        for o in outputs {
-            let path_id = match path_ids.get(o.path.as_str()) {
-                Some(&id) => id,
+        let packed = pack(outputs, |path| {
+            if let Some(id) = known.id(path).or_else(|| learned.get(path).copied()) {
+                return Ok(id);
+            }
+            let id = match find_path.query_row([path], |r| r.get(0)).optional()? {
+                Some(id) => id,
                 None => {
-                    let id = match find_path.query_row([&o.path], |r| r.get(0)).optional()? {
-                        Some(id) => id,
-                        None => {
-                            insert_path.execute([&o.path])?;
-                            tx.last_insert_rowid()
-                        }
-                    };
-                    path_ids.insert(&o.path, id);
-                    id
+                    insert_path.execute([path])?;
+                    tx.last_insert_rowid()
                 }
             };
-            let v = &o.values;
-            insert_output.execute(params![id, path_id, o.error as i64, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]])?;
-        }
+            learned.insert(path.to_string(), id);
+            Ok(id)
+        })?;
+        insert_costs.execute(params![id, packed])?;
         fresh.push(i);
     }
-    Ok(fresh)
+    Ok((fresh, learned))
 }
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query.
@@ -156,17 +181,62 @@ fn merge_daily(tx: &rusqlite::Transaction, added: std::collections::BTreeMap<(i6
     Ok(())
 }
 
+/// Names the path ids `missing` in `cache`, from committed rows.
+fn name_paths(conn: &Connection, cache: &mut PathCache, missing: &[i64]) -> Result<()> {
+    let mut find = conn.prepare_cached("SELECT path FROM paths WHERE id = ?1")?;
+    for &id in missing {
+        if let Some(path) = find.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+            cache.learn(id, path);
+        }
+    }
+    Ok(())
+}
+
+/// The outputs of a packed value, named.
+fn named_outputs(conn: &Connection, cache: &mut PathCache, bytes: &[u8]) -> Result<Vec<Output>> {
+    let packed = unpack(bytes)?;
+    let unnamed = cache.unnamed(&packed);
+    name_paths(conn, cache, &unnamed)?;
+    cache.outputs(packed)
+}
+
+/// The ids of `paths` that the store holds, with their paths.
+fn ids_of(conn: &Connection, cache: &mut PathCache, paths: &[String]) -> Result<HashMap<i64, String>> {
+    let mut find = conn.prepare_cached("SELECT id FROM paths WHERE path = ?1")?;
+    let mut out = HashMap::with_capacity(paths.len());
+    for path in paths {
+        let id = match cache.id(path) {
+            Some(id) => Some(id),
+            None => find.query_row([path], |r| r.get::<_, i64>(0)).optional()?,
+        };
+        if let Some(id) = id {
+            cache.learn(id, path.clone());
+            out.insert(id, path.clone());
+        }
+    }
+    Ok(out)
+}
+
 impl Engine for Sqlite {
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let fresh = if defer {
-            insert_rows(&tx, batch, false)?
+        let known = &self.paths;
+        let (fresh, learned) = if defer {
+            insert_rows(&tx, batch, false, known)?
         } else {
-            let (fresh, added) = store_and_aggregate(batch, || insert_rows(&tx, batch, true))?;
+            let mut learned = HashMap::new();
+            let (fresh, added) = store_and_aggregate(batch, || {
+                let (fresh, paths) = insert_rows(&tx, batch, true, known)?;
+                learned = paths;
+                Ok::<_, StoreError>(fresh)
+            })?;
             merge_daily(&tx, added)?;
-            fresh
+            (fresh, learned)
         };
         tx.commit()?;
+        for (path, id) in learned {
+            self.paths.learn(id, path);
+        }
         Ok(fresh)
     }
 
@@ -186,13 +256,11 @@ impl Engine for Sqlite {
                 ids.push(id);
                 batch.push((e, Vec::new()));
             }
-            let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ?1", metric_columns());
-            let mut outputs = tx.prepare_cached(&sql)?;
+            let mut costs = tx.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?;
             let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1")?;
             for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
-                let rows = outputs.query_map([id], |r| Ok(Output { path: r.get(0)?, error: r.get::<_, i64>(1)? != 0, values: std::array::from_fn(|i| r.get(2 + i).unwrap_or(0)) }))?;
-                for row in rows {
-                    out.push(row?);
+                if let Some(bytes) = costs.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                    *out = named_outputs(&tx, &mut self.paths, &bytes)?;
                 }
                 mark.execute([id])?;
             }
@@ -228,28 +296,36 @@ impl Engine for Sqlite {
         let col = column(s.metric);
         let flake = if s.flake.is_some() { " AND e.flake = ?3" } else { "" };
         let pending = if s.pending_only { " AND NOT e.aggregated" } else { "" };
-        let flake = format!("{flake}{pending}");
-        let sql = match &s.paths {
-            None => format!("SELECT e.started_at, e.flake, '', e.errors > 0, e.{col}, e.sample_rate FROM evaluations e WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"),
-            Some(_) => format!(
-                "SELECT e.started_at, e.flake, p.path, o.error, o.{col}, e.sample_rate FROM outputs o JOIN evaluations e ON e.id = o.evaluation_id
-                 JOIN paths p ON p.id = o.path_id WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}"
-            ),
-        };
+        let filter = format!("WHERE e.started_at >= ?1 AND e.started_at < ?2{flake}{pending}");
         let mut p: Vec<rusqlite::types::Value> = vec![s.from.into(), s.until.into()];
         if let Some(f) = &s.flake {
             p.push(f.clone().into());
         }
-        let wanted: Option<std::collections::HashSet<&str>> = s.paths.as_ref().map(|v| v.iter().map(String::as_str).collect());
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(p), |r| {
-            Ok(Sample { started_at: r.get(0)?, flake: r.get(1)?, path: r.get(2)?, error: r.get::<_, i64>(3)? != 0, value: r.get(4)?, weight: weight_of(r.get(5)?) })
-        })?;
         let mut out = Vec::new();
-        for row in rows {
-            let sample = row?;
-            if wanted.as_ref().is_none_or(|w| w.contains(sample.path.as_str())) {
-                out.push(sample);
+        match &s.paths {
+            None => {
+                let sql = format!("SELECT e.started_at, e.flake, e.errors > 0, e.{col}, e.sample_rate FROM evaluations e {filter}");
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(p), |r| {
+                    Ok(Sample { started_at: r.get(0)?, flake: r.get(1)?, path: String::new(), error: r.get::<_, i64>(2)? != 0, value: r.get(3)?, weight: weight_of(r.get(4)?) })
+                })?;
+                for row in rows {
+                    out.push(row?);
+                }
+            }
+            Some(paths) => {
+                let wanted = ids_of(&self.conn, &mut self.paths, paths)?;
+                if wanted.is_empty() {
+                    return Ok(out);
+                }
+                let sql = format!("SELECT e.started_at, e.flake, e.sample_rate, c.outputs FROM evaluations e JOIN costs c ON c.evaluation_id = e.id {filter}");
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query(params_from_iter(p))?;
+                while let Some(r) = rows.next()? {
+                    let flake: String = r.get(1)?;
+                    let bytes = r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?;
+                    packed_samples(bytes, &wanted, s.metric, r.get(0)?, &flake, r.get(2)?, &mut out)?;
+                }
             }
         }
         Ok(out)
@@ -269,7 +345,7 @@ impl Engine for Sqlite {
 
     fn delete_before_day(&mut self, day: i64) -> Result<u64> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM outputs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < ?1)", [day * 86_400])?;
+        tx.execute("DELETE FROM costs WHERE evaluation_id IN (SELECT id FROM evaluations WHERE started_at < ?1)", [day * 86_400])?;
         let n = tx.execute("DELETE FROM evaluations WHERE started_at < ?1", [day * 86_400])?;
         tx.execute("DELETE FROM daily WHERE day < ?1", [day])?;
         tx.commit()?;
@@ -322,17 +398,12 @@ impl Engine for Sqlite {
     fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>> {
         let sql = format!("SELECT {} FROM evaluations WHERE id = ?1", evaluation_columns());
         let Some(row) = self.conn.prepare_cached(&sql)?.query_row([id], evaluation_row).optional()? else { return Ok(None) };
-        let sql = format!("SELECT p.path, o.error, {} FROM outputs o JOIN paths p ON p.id = o.path_id WHERE o.evaluation_id = ?1 ORDER BY p.path", metric_columns());
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let outputs = stmt
-            .query_map([id], |r| {
-                let mut values = [0i64; 8];
-                for (i, v) in values.iter_mut().enumerate() {
-                    *v = r.get(2 + i)?;
-                }
-                Ok(Output { path: r.get(0)?, error: r.get::<_, i64>(1)? != 0, values })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let bytes: Option<Vec<u8>> = self.conn.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?.query_row([id], |r| r.get(0)).optional()?;
+        let mut outputs = match bytes {
+            Some(bytes) => named_outputs(&self.conn, &mut self.paths, &bytes)?,
+            None => Vec::new(),
+        };
+        outputs.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Some((row, outputs)))
     }
 

@@ -10,7 +10,8 @@
 //!
 //! Version 2 adds `documents`: each evaluation's report, gzipped, for the board (its graph,
 //! its flamegraphs). Version 3 packs each evaluation's output costs into one value of `costs`
-//! (`packed.rs`) in place of the rows of `outputs`. [`MIGRATIONS`] takes a store from any
+//! (`packed.rs`) in place of the rows of `outputs`. Version 4 keeps one `daily` row per (day,
+//! flake, path) with the aggregates of all metrics, not one row per metric. [`MIGRATIONS`] takes a store from any
 //! older version to this one; a fresh store is created at version 1 and migrated like any
 //! other, so the steps are always run.
 
@@ -23,12 +24,12 @@ pub mod packed;
 pub mod postgres;
 pub mod sqlite;
 
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The steps from one schema version to the next: (the version it makes, its SQL in the
 /// dialect-neutral form of [`sql`]). Run in order, each in the transaction that
 /// records the new version.
-pub const MIGRATIONS: [(i64, &str); 2] = [(
+pub const MIGRATIONS: [(i64, &str); 3] = [(
     2,
     // Version 2 also encodes aggregates compactly (agg.rs): version 1's are dropped, and
     // rebuilt from the raw rows when the store is opened (`finish_migrations`). And outputs
@@ -60,6 +61,21 @@ pub const MIGRATIONS: [(i64, &str); 2] = [(
     // The engines move the rows of `outputs` into it in the same transaction
     // (`pack_outputs`, which drops `outputs`).
     "CREATE TABLE costs (evaluation_id {int} PRIMARY KEY, outputs {blob} NOT NULL)",
+), (
+    4,
+    // One daily row per series and day, its value the aggregates of every metric (a JSON
+    // array in `METRICS` order): an ingest writes a report's 2000 outputs' aggregates as 2000
+    // rows, not 16 000, each in two B-trees (most of an ingest's time, measured). Every
+    // evaluation is marked pending and the rows are rebuilt in slices when the store is opened
+    // (`finish_migrations`); queries are exact meanwhile, from the pending evaluations' rows.
+    "DROP TABLE daily;
+     CREATE TABLE daily (
+       day {int} NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, aggs TEXT NOT NULL,
+       PRIMARY KEY (day, flake, path)){clustered};
+     CREATE INDEX daily_series ON daily (path, day);
+     UPDATE evaluations SET aggregated = FALSE;
+     DELETE FROM meta WHERE key = 'rebuild_daily';
+     INSERT INTO meta (key, value) VALUES ('rebuild_daily', '1')",
 )];
 
 /// Version 1, as created: every store starts here and is migrated (`MIGRATIONS`). In the
@@ -144,6 +160,45 @@ pub fn column(metric: usize) -> String {
 
 pub fn metric_columns() -> String {
     (0..METRICS.len()).map(column).collect::<Vec<_>>().join(", ")
+}
+
+/// The aggregates of one series and day, one per history metric (`METRICS` order).
+pub type Aggs = [Agg; 8];
+
+/// A daily series: (UTC day, flake, path).
+pub type SeriesKey = (i64, String, String);
+
+/// A daily row's value as stored.
+pub fn encode_aggs(aggs: &Aggs) -> String {
+    serde_json::to_string(aggs).expect("aggregates serialise")
+}
+
+pub fn decode_aggs(text: &str) -> Result<Aggs> {
+    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("a stored daily aggregate is unreadable: {e}")))
+}
+
+/// The stored daily values of `stored` merged with `added`, encoded for writing back.
+pub fn merged_rows(added: std::collections::BTreeMap<SeriesKey, Aggs>, stored: &HashMap<SeriesKey, String>) -> Result<Vec<(SeriesKey, String)>> {
+    added
+        .into_iter()
+        .map(|(key, added)| {
+            let mut aggs = match stored.get(&key) {
+                Some(text) => decode_aggs(text)?,
+                None => Aggs::default(),
+            };
+            for (agg, added) in aggs.iter_mut().zip(added.iter()) {
+                agg.merge(added);
+            }
+            let text = encode_aggs(&aggs);
+            Ok((key, text))
+        })
+        .collect()
+}
+
+/// The `metric` aggregate of a stored daily row, as the per-metric row queries return.
+pub fn daily_row(day: i64, flake: String, path: String, aggs: &str, metric: usize) -> Result<DailyRow> {
+    let mut aggs = decode_aggs(aggs)?;
+    Ok(DailyRow { day, flake, path, metric: METRICS[metric].to_string(), agg: std::mem::take(&mut aggs[metric]) })
 }
 
 /// One daily aggregate row.
@@ -262,6 +317,9 @@ pub fn packed_samples(bytes: &[u8], wanted: &HashMap<i64, String>, metric: usize
     Ok(())
 }
 
+/// Evaluations per transaction when a migration rebuilds the daily aggregates.
+const REBUILD_SLICE: i64 = 200;
+
 /// What an engine does; the store's logic (lib.rs) is written once over it.
 pub trait Engine: Send {
     /// Stores the batch in one transaction: evaluations not seen before (by digest), their
@@ -293,14 +351,15 @@ pub trait Engine: Send {
     fn count_evaluations(&mut self) -> Result<i64>;
     /// Whether a migration left the daily aggregates to rebuild.
     fn rebuild_pending(&mut self) -> Result<bool>;
-    /// Replaces every daily aggregate with `rows` and clears the rebuild mark, in one
-    /// transaction (a crash leaves the mark, and the next open rebuilds again).
-    fn replace_daily(&mut self, rows: &[DailyRow]) -> Result<()>;
-    /// Finishes what migrations could not do in SQL: the daily aggregates from the raw rows.
+    /// Clears the mark of a rebuild once every evaluation is aggregated.
+    fn clear_rebuild_mark(&mut self) -> Result<()>;
+    /// Finishes what migrations could not do in SQL: the daily aggregates rebuilt from the
+    /// raw rows, a slice of evaluations per transaction (a crash keeps the mark, and the next
+    /// open goes on where this one stopped).
     fn finish_migrations(&mut self) -> Result<()> {
         if self.rebuild_pending()? {
-            let rows = self.recompute_daily()?;
-            self.replace_daily(&rows)?;
+            while self.aggregate_pending(REBUILD_SLICE)? > 0 {}
+            self.clear_rebuild_mark()?;
         }
         Ok(())
     }
@@ -320,11 +379,11 @@ pub trait Engine: Send {
     fn latest_nix_version(&mut self) -> Result<String>;
 }
 
-/// The aggregates a batch adds, keyed like `daily`. Built per (day, flake, path) with the
-/// metrics side by side, on borrowed keys: one lookup per output, not one per metric (this is
-/// the hot loop of an ingest, 16 000 aggregates per 2000-output report).
-pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec<Output>)>) -> std::collections::BTreeMap<(i64, String, String, String), Agg> {
-    let mut by_series: std::collections::HashMap<(i64, &str, &str), [Agg; 8]> = Default::default();
+/// The aggregates a batch adds, keyed like `daily`: per (day, flake, path) with the metrics
+/// side by side, built on borrowed keys (one lookup per output: this is the hot loop of an
+/// ingest, 16 000 aggregates per 2000-output report).
+pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec<Output>)>) -> std::collections::BTreeMap<SeriesKey, Aggs> {
+    let mut by_series: HashMap<(i64, &str, &str), Aggs> = Default::default();
     for (e, outputs) in batch {
         let day = e.started_at.div_euclid(86_400);
         let weight = weight_of(e.sample_rate);
@@ -339,13 +398,7 @@ pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec
             }
         }
     }
-    let mut out = std::collections::BTreeMap::new();
-    for ((day, flake, path), aggs) in by_series {
-        for (m, agg) in aggs.into_iter().enumerate() {
-            out.insert((day, flake.to_string(), path.to_string(), METRICS[m].to_string()), agg);
-        }
-    }
-    out
+    by_series.into_iter().map(|((day, flake, path), aggs)| ((day, flake.to_string(), path.to_string()), aggs)).collect()
 }
 
 /// The aggregates of the evaluations of `batch` that `store` finds new (by index), computed
@@ -355,7 +408,7 @@ pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec
 pub fn store_and_aggregate<E>(
     batch: &[(Evaluation, Vec<Output>)],
     store: impl FnOnce() -> std::result::Result<Vec<usize>, E>,
-) -> std::result::Result<(Vec<usize>, std::collections::BTreeMap<(i64, String, String, String), Agg>), E> {
+) -> std::result::Result<(Vec<usize>, std::collections::BTreeMap<SeriesKey, Aggs>), E> {
     let (fresh, guess) = std::thread::scope(|scope| {
         let guess = scope.spawn(|| batch_aggregates(batch));
         let fresh = store();
@@ -387,8 +440,8 @@ pub fn pending_evaluation(started_at: i64, flake: String, errors: i64, sample_ra
 
 /// The (day, flake) groups of a batch's aggregates: an ingest reads each group's stored rows
 /// in one query, not one per aggregate.
-pub fn groups(aggs: &std::collections::BTreeMap<(i64, String, String, String), Agg>) -> Vec<(i64, String)> {
-    let mut groups: Vec<(i64, String)> = aggs.keys().map(|(d, f, _, _)| (*d, f.clone())).collect();
+pub fn groups(aggs: &std::collections::BTreeMap<SeriesKey, Aggs>) -> Vec<(i64, String)> {
+    let mut groups: Vec<(i64, String)> = aggs.keys().map(|(d, f, _)| (*d, f.clone())).collect();
     groups.dedup();
     groups
 }

@@ -285,10 +285,14 @@ fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
         store.ingest(std::slice::from_ref(&first)).unwrap();
         drop(store);
         // Back to what version 1 wrote: no documents, no pending aggregates, aggregates in
-        // another encoding, and outputs as rows.
+        // another encoding and one row per metric, and outputs as rows.
         raw_sql(db, &format!("DROP TABLE documents; DROP INDEX evaluations_pending; ALTER TABLE evaluations DROP COLUMN aggregated;
                      UPDATE meta SET value = '1' WHERE key = 'schema_version';
-                     UPDATE daily SET agg = '{{\"n\": 1, \"sketch\": {{\"config\": {{}}}}}}'; {}", output_rows_sql(&first.1)));
+                     DROP TABLE daily;
+                     CREATE TABLE daily (day BIGINT NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, metric TEXT NOT NULL, agg TEXT NOT NULL,
+                       PRIMARY KEY (day, flake, path, metric));
+                     CREATE INDEX daily_series ON daily (path, metric, day);
+                     INSERT INTO daily VALUES (1, 'a', '', 'wall', '{{\"n\": 1, \"sketch\": {{\"config\": {{}}}}}}'); {}", output_rows_sql(&first.1)));
         let mut store = Store::open(db).unwrap();
         assert_eq!(store.engine().count_evaluations().unwrap(), 1, "the migration keeps what was stored");
         let wall = store.engine().daily(&whole("wall", 0, i64::MAX / 4)).unwrap();

@@ -4,14 +4,13 @@
 
 use super::packed::PackedOutput;
 use super::{
-    batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    daily_row, merged_rows, Aggs, SeriesKey, batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
-use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 pub struct Postgres {
     client: Client,
@@ -130,31 +129,24 @@ fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query,
 /// all written in one statement. The caller holds the advisory lock.
-fn merge_daily(tx: &mut postgres::Transaction, added: std::collections::BTreeMap<(i64, String, String, String), Agg>) -> Result<()> {
-    let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
+fn merge_daily(tx: &mut postgres::Transaction, added: BTreeMap<SeriesKey, Aggs>) -> Result<()> {
+    let mut stored: HashMap<SeriesKey, String> = HashMap::new();
     for (day, flake) in groups(&added) {
-        for r in tx.query("SELECT path, metric, agg FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
-            stored.insert((day, flake.clone(), r.get(0), r.get(1)), r.get(2));
+        for r in tx.query("SELECT path, aggs FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
+            stored.insert((day, flake.clone(), r.get(0)), r.get(1));
         }
     }
-    let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
-    for (key, added) in added {
-        let mut agg = match stored.get(&key) {
-            Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
-            None => Agg::default(),
-        };
-        agg.merge(&added);
-        let (day, flake, path, metric) = key;
+    let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+    for ((day, flake, path), aggs) in merged_rows(added, &stored)? {
         rows.0.push(day);
         rows.1.push(flake);
         rows.2.push(path);
-        rows.3.push(metric);
-        rows.4.push(agg.to_json());
+        rows.3.push(aggs);
     }
     tx.execute(
-        "INSERT INTO daily (day, flake, path, metric, agg) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])
-         ON CONFLICT (day, flake, path, metric) DO UPDATE SET agg = EXCLUDED.agg",
-        &[&rows.0, &rows.1, &rows.2, &rows.3, &rows.4],
+        "INSERT INTO daily (day, flake, path, aggs) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+         ON CONFLICT (day, flake, path) DO UPDATE SET aggs = EXCLUDED.aggs",
+        &[&rows.0, &rows.1, &rows.2, &rows.3],
     )?;
     Ok(())
 }
@@ -229,36 +221,21 @@ impl Engine for Postgres {
         Ok(self.client.query_one("SELECT count(*) FROM meta WHERE key = 'rebuild_daily'", &[])?.get::<_, i64>(0) > 0)
     }
 
-    fn replace_daily(&mut self, rows: &[DailyRow]) -> Result<()> {
-        let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        tx.execute("DELETE FROM daily", &[])?;
-        let write = tx.prepare("INSERT INTO daily (day, flake, path, metric, agg) VALUES ($1, $2, $3, $4, $5)")?;
-        for r in rows {
-            tx.execute(&write, &[&r.day, &r.flake, &r.path, &r.metric, &r.agg.to_json()])?;
-        }
-        tx.execute("DELETE FROM meta WHERE key = 'rebuild_daily'", &[])?;
-        tx.commit()?;
+    fn clear_rebuild_mark(&mut self) -> Result<()> {
+        self.client.execute("DELETE FROM meta WHERE key = 'rebuild_daily'", &[])?;
         Ok(())
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {
         let (from, until) = (s.from.div_euclid(86_400), (s.until - 1).div_euclid(86_400));
         let paths: Vec<String> = s.paths.clone().unwrap_or_else(|| vec![String::new()]);
-        let metric = METRICS[s.metric].to_string();
-        let rows = match &s.flake {
-            Some(flake) => self.client.query(
-                "SELECT day, flake, path, metric, agg FROM daily WHERE metric = $1 AND day >= $2 AND day <= $3 AND path = ANY($4) AND flake = $5",
-                &[&metric, &from, &until, &paths, flake],
-            )?,
-            None => self.client.query(
-                "SELECT day, flake, path, metric, agg FROM daily WHERE metric = $1 AND day >= $2 AND day <= $3 AND path = ANY($4)",
-                &[&metric, &from, &until, &paths],
-            )?,
-        };
-        rows.iter()
-            .map(|r| Ok(DailyRow { day: r.get(0), flake: r.get(1), path: r.get(2), metric: r.get(3), agg: Agg::from_json(r.get(4)).map_err(StoreError::Other)? }))
-            .collect()
+        let flake = s.flake.clone().unwrap_or_default();
+        // `$4 = ''` switches the flake filter off: one statement either way.
+        let rows = self.client.query(
+            "SELECT day, flake, path, aggs FROM daily WHERE day >= $1 AND day <= $2 AND path = ANY($3) AND ($4 = '' OR flake = $4)",
+            &[&from, &until, &paths, &flake],
+        )?;
+        rows.iter().map(|r| daily_row(r.get(0), r.get(1), r.get(2), r.get(3), s.metric)).collect()
     }
 
     fn samples(&mut self, s: &Selection) -> Result<Vec<Sample>> {

@@ -4,13 +4,12 @@
 
 use super::packed::PackedOutput;
 use super::{
-    batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    daily_row, merged_rows, Aggs, SeriesKey, batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
-use crate::agg::Agg;
 use crate::record::{Evaluation, Output, METRICS};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, TransactionBehavior};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 pub struct Sqlite {
@@ -159,24 +158,18 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], 
 }
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query.
-fn merge_daily(tx: &rusqlite::Transaction, added: std::collections::BTreeMap<(i64, String, String, String), Agg>) -> Result<()> {
-    let mut stored: HashMap<(i64, String, String, String), String> = HashMap::new();
-    let mut read = tx.prepare_cached("SELECT path, metric, agg FROM daily WHERE day = ?1 AND flake = ?2")?;
+fn merge_daily(tx: &rusqlite::Transaction, added: BTreeMap<SeriesKey, Aggs>) -> Result<()> {
+    let mut stored: HashMap<SeriesKey, String> = HashMap::new();
+    let mut read = tx.prepare_cached("SELECT path, aggs FROM daily WHERE day = ?1 AND flake = ?2")?;
     for (day, flake) in groups(&added) {
-        for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
-            let (path, metric, agg) = row?;
-            stored.insert((day, flake.clone(), path, metric), agg);
+        for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (path, aggs) = row?;
+            stored.insert((day, flake.clone(), path), aggs);
         }
     }
-    let mut write = tx.prepare_cached("INSERT OR REPLACE INTO daily (day, flake, path, metric, agg) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    for (key, added) in added {
-        let mut agg = match stored.get(&key) {
-            Some(json) => Agg::from_json(json).map_err(StoreError::Other)?,
-            None => Agg::default(),
-        };
-        agg.merge(&added);
-        let (day, flake, path, metric) = key;
-        write.execute(params![day, flake, path, metric, agg.to_json()])?;
+    let mut write = tx.prepare_cached("INSERT OR REPLACE INTO daily (day, flake, path, aggs) VALUES (?1, ?2, ?3, ?4)")?;
+    for ((day, flake, path), aggs) in merged_rows(added, &stored)? {
+        write.execute(params![day, flake, path, aggs])?;
     }
     Ok(())
 }
@@ -273,21 +266,20 @@ impl Engine for Sqlite {
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {
         let (from, until) = (s.from.div_euclid(86_400), (s.until - 1).div_euclid(86_400));
         let paths: Vec<String> = s.paths.clone().unwrap_or_else(|| vec![String::new()]);
-        let mut p: Vec<rusqlite::types::Value> = vec![METRICS[s.metric].to_string().into(), from.into(), until.into()];
-        let mut sql = "SELECT day, flake, path, metric, agg FROM daily WHERE metric = ?1 AND day >= ?2 AND day <= ?3".to_string();
+        let mut p: Vec<rusqlite::types::Value> = vec![from.into(), until.into()];
+        let mut sql = "SELECT day, flake, path, aggs FROM daily WHERE day >= ?1 AND day <= ?2".to_string();
         if let Some(flake) = &s.flake {
-            sql += " AND flake = ?4";
+            sql += " AND flake = ?3";
             p.push(flake.clone().into());
         }
         let first = p.len() + 1;
         sql += &format!(" AND path IN ({})", (0..paths.len()).map(|i| format!("?{}", first + i)).collect::<Vec<_>>().join(", "));
         p.extend(paths.into_iter().map(Into::into));
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(p), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))?;
+        let mut rows = stmt.query(params_from_iter(p))?;
         let mut out = Vec::new();
-        for row in rows {
-            let (day, flake, path, metric, agg) = row?;
-            out.push(DailyRow { day, flake, path, metric, agg: Agg::from_json(&agg).map_err(StoreError::Other)? });
+        while let Some(r) = rows.next()? {
+            out.push(daily_row(r.get(0)?, r.get(1)?, r.get(2)?, r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?, s.metric)?);
         }
         Ok(out)
     }
@@ -365,17 +357,8 @@ impl Engine for Sqlite {
         Ok(self.conn.query_row("SELECT count(*) FROM meta WHERE key = 'rebuild_daily'", [], |r| r.get::<_, i64>(0))? > 0)
     }
 
-    fn replace_daily(&mut self, rows: &[DailyRow]) -> Result<()> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM daily", [])?;
-        {
-            let mut write = tx.prepare_cached("INSERT INTO daily (day, flake, path, metric, agg) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-            for r in rows {
-                write.execute(params![r.day, r.flake, r.path, r.metric, r.agg.to_json()])?;
-            }
-        }
-        tx.execute("DELETE FROM meta WHERE key = 'rebuild_daily'", [])?;
-        tx.commit()?;
+    fn clear_rebuild_mark(&mut self) -> Result<()> {
+        self.conn.execute("DELETE FROM meta WHERE key = 'rebuild_daily'", [])?;
         Ok(())
     }
 

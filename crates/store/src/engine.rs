@@ -383,7 +383,7 @@ pub trait Engine: Send {
 /// side by side, built on borrowed keys (one lookup per output: this is the hot loop of an
 /// ingest, 16 000 aggregates per 2000-output report).
 pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec<Output>)>) -> std::collections::BTreeMap<SeriesKey, Aggs> {
-    let mut by_series: HashMap<(i64, &str, &str), Aggs> = Default::default();
+    let mut by_series: rustc_hash::FxHashMap<(i64, &str, &str), Aggs> = Default::default();
     for (e, outputs) in batch {
         let day = e.started_at.div_euclid(86_400);
         let weight = weight_of(e.sample_rate);

@@ -20,6 +20,7 @@ pub fn display_stored(stored: &str) -> String {
 }
 use nix_evalcost_core::metric::{self, Metric};
 use nix_evalcost_core::report::Report;
+use crate::engine::packed::{self, PackedOutput};
 use sha2::{Digest, Sha256};
 
 /// The metrics the history stores, per evaluation and per output (columns of the schema).
@@ -103,7 +104,7 @@ pub fn records_with_document(report: &Report, json: &[u8], gz: Option<&[u8]>) ->
         document: gz.map_or_else(|| gzip(json), <[u8]>::to_vec),
     };
     // A path twice (a damaged or hand-made report) counts once, as the store keeps it.
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = rustc_hash::FxHashSet::default();
     let outputs = report
         .nodes
         .iter()
@@ -115,6 +116,54 @@ pub fn records_with_document(report: &Report, json: &[u8], gz: Option<&[u8]>) ->
         })
         .collect();
     Ok((evaluation, outputs))
+}
+
+/// Paths interned across the reports an ingest holds: each path kept once, not once per
+/// report.
+#[derive(Default)]
+pub struct Interner {
+    ids: rustc_hash::FxHashMap<String, i64>,
+    paths: Vec<String>,
+}
+
+/// A report held until it is stored: its outputs packed (`engine::packed`, the path ids this
+/// ingest's [`Interner`]'s). `history ingest` validates every report before it stores any,
+/// so it holds them all: 2000 outputs take about 40 KB packed, against 300 KB as `Output`s
+/// (10 000 such reports held 5 GB, and allocating it was half the ingest's time, measured).
+pub struct Held {
+    pub evaluation: Evaluation,
+    outputs: Vec<u8>,
+}
+
+impl Interner {
+    fn intern(&mut self, path: String) -> i64 {
+        if let Some(&id) = self.ids.get(&path) {
+            return id;
+        }
+        let id = self.paths.len() as i64;
+        self.paths.push(path.clone());
+        self.ids.insert(path, id);
+        id
+    }
+}
+
+impl Held {
+    /// `record` held, its paths interned in `interner` (shared by the threads that parse).
+    pub fn hold((evaluation, outputs): (Evaluation, Vec<Output>), interner: &std::sync::Mutex<Interner>) -> Held {
+        let mut interner = interner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let packed = outputs.into_iter().map(|o| PackedOutput { path_id: interner.intern(o.path), error: o.error, values: o.values }).collect();
+        Held { evaluation, outputs: packed::encode(packed) }
+    }
+
+    /// The record again, to store.
+    pub fn release(self, interner: &Interner) -> (Evaluation, Vec<Output>) {
+        let outputs = packed::decode(&self.outputs)
+            .expect("a value packed by `hold` decodes")
+            .into_iter()
+            .map(|o| Output { path: interner.paths[o.path_id as usize].clone(), error: o.error, values: o.values })
+            .collect();
+        (self.evaluation, outputs)
+    }
 }
 
 /// Fast compression: a 2000-output report shrinks about tenfold in a millisecond or two.
@@ -143,6 +192,35 @@ mod tests {
         assert_eq!(parse_rfc3339("1970-01-02T00:00:00Z"), Some(86_400));
         assert_eq!(parse_rfc3339("1970-01-02T01:00:00+01:00"), Some(86_400));
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn held_reports_come_back_whole_with_paths_shared() {
+        let output = |path: &str, v: i64| Output { path: path.into(), error: v < 0, values: [v, 1, 2, 3, 4, 5, 6, i64::MAX] };
+        let evaluation = |digest: &str| Evaluation {
+            digest: digest.into(),
+            started_at: 1,
+            flake: "f".into(),
+            revision: String::new(),
+            command: String::new(),
+            mode: "walk".into(),
+            hostname: String::new(),
+            nix_version: String::new(),
+            complete: true,
+            errors: 0,
+            sample_rate: 1.0,
+            values: [0; 8],
+            document: vec![1, 2, 3],
+        };
+        let interner = std::sync::Mutex::new(Interner::default());
+        let a = (evaluation("a"), vec![output("[\"b\"]", 7), output("[\"a\"]", -1)]);
+        let b = (evaluation("b"), vec![output("[\"a\"]", 9), output("[\"c\"]", 0)]);
+        let held = [Held::hold(a.clone(), &interner), Held::hold(b.clone(), &interner)];
+        let interner = interner.into_inner().unwrap();
+        assert_eq!(interner.paths, ["[\"b\"]", "[\"a\"]", "[\"c\"]"], "each path once");
+        let [ha, hb] = held;
+        assert_eq!(ha.release(&interner), a, "outputs in the order first interned");
+        assert_eq!(hb.release(&interner).1, vec![output("[\"a\"]", 9), output("[\"c\"]", 0)], "by interned id: a before c");
     }
 
     #[test]

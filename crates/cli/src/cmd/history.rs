@@ -8,7 +8,7 @@ use nix_evalcost_core::pathglob::PathGlob;
 use nix_evalcost_core::units;
 use nix_evalcost_store::alerts::Rule;
 use nix_evalcost_store::calendar::{self, Bucket};
-use nix_evalcost_store::record::{self, display_stored, history_metric};
+use nix_evalcost_store::record::{self, display_stored, history_metric, Held, Interner};
 use nix_evalcost_store::{export, Location, PredictQuery, ShowQuery, Store};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -175,9 +175,15 @@ fn ingest(db: &Option<String>, args: IngestArgs) -> anyhow::Result<i32> {
     if !args.inputs.is_empty() {
         let files = inputs::expand(&args.inputs)?;
         // Every file is read and validated before anything is stored.
-        let records = read_all(&files)?;
-        let new = store.ingest(&records)?;
-        eprintln!("{} read, {new} new", units::plural(records.len(), "report"));
+        let (held, interner) = read_all(&files)?;
+        let read = held.len();
+        let mut new = 0;
+        let mut held = held.into_iter().peekable();
+        while held.peek().is_some() {
+            let chunk: Vec<_> = held.by_ref().take(INGEST_CHUNK).map(|h| h.release(&interner)).collect();
+            new += store.ingest(&chunk)?;
+        }
+        eprintln!("{} read, {new} new", units::plural(read, "report"));
     }
     if let Some(dir) = args.watch {
         watch(&mut store, &dir, Duration::from_secs_f64(args.interval.max(0.05)))?;
@@ -185,18 +191,28 @@ fn ingest(db: &Option<String>, args: IngestArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Reads and validates `files` on every core (parsing is half of an ingest's work), in order.
-fn read_all(files: &[PathBuf]) -> Result<Vec<(nix_evalcost_store::record::Evaluation, Vec<nix_evalcost_store::record::Output>)>, BadInput> {
+/// Reports unpacked for storing at a time: one store transaction's worth.
+const INGEST_CHUNK: usize = 500;
+
+/// Reads and validates `files` on every core (parsing is half of an ingest's work), in order,
+/// and holds them packed until they are stored.
+fn read_all(files: &[PathBuf]) -> Result<(Vec<Held>, Interner), BadInput> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(files.len().max(1));
     let chunk = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = files.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|f| nix_evalcost_store::read_record(f).map_err(BadInput)).collect::<Result<Vec<_>, _>>())).collect();
+    let interner = std::sync::Mutex::new(Interner::default());
+    let held = std::thread::scope(|scope| {
+        let interner = &interner;
+        let parts: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|f| nix_evalcost_store::read_record(f).map(|r| Held::hold(r, interner)).map_err(BadInput)).collect::<Result<Vec<_>, _>>()))
+            .collect();
         let mut all = Vec::with_capacity(files.len());
         for part in parts {
             all.extend(part.join().expect("reading does not panic")?);
         }
-        Ok(all)
-    })
+        Ok::<_, BadInput>(all)
+    })?;
+    Ok((held, interner.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())))
 }
 
 /// The collector: ingests reports as they appear in `dir` (store's `collector`), until SIGINT

@@ -65,12 +65,13 @@ pub const MIGRATIONS: [(i64, &str); 3] = [(
     4,
     // One daily row per series and day, its value the aggregates of every metric (a JSON
     // array in `METRICS` order): an ingest writes a report's 2000 outputs' aggregates as 2000
-    // rows, not 16 000, each in two B-trees (most of an ingest's time, measured). Every
+    // rows, not 16 000, each in two B-trees (most of an ingest's time, measured), in a
+    // binary encoding (`encode_aggs`: JSON was most of the rest). Every
     // evaluation is marked pending and the rows are rebuilt in slices when the store is opened
     // (`finish_migrations`); queries are exact meanwhile, from the pending evaluations' rows.
     "DROP TABLE daily;
      CREATE TABLE daily (
-       day {int} NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, aggs TEXT NOT NULL,
+       day {int} NOT NULL, flake TEXT NOT NULL, path TEXT NOT NULL, aggs {blob} NOT NULL,
        PRIMARY KEY (day, flake, path)){clustered};
      CREATE INDEX daily_series ON daily (path, day);
      UPDATE evaluations SET aggregated = FALSE;
@@ -168,17 +169,38 @@ pub type Aggs = [Agg; 8];
 /// A daily series: (UTC day, flake, path).
 pub type SeriesKey = (i64, String, String);
 
-/// A daily row's value as stored.
-pub fn encode_aggs(aggs: &Aggs) -> String {
-    serde_json::to_string(aggs).expect("aggregates serialise")
+/// The layout of a daily row's value (its first byte).
+const AGGS_LAYOUT: u8 = 1;
+
+/// A daily row's value as stored: the layout, then each metric's aggregate (`Agg::encode`).
+pub fn encode_aggs(aggs: &Aggs) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(AGGS_LAYOUT);
+    for agg in aggs {
+        agg.encode(&mut out);
+    }
+    out
 }
 
-pub fn decode_aggs(text: &str) -> Result<Aggs> {
-    serde_json::from_str(text).map_err(|e| StoreError::Other(format!("a stored daily aggregate is unreadable: {e}")))
+pub fn decode_aggs(bytes: &[u8]) -> Result<Aggs> {
+    let mut r = packed::Reader::new(bytes);
+    let unreadable = |e: String| StoreError::Other(format!("a stored daily aggregate is unreadable: {e}"));
+    let layout = r.byte().map_err(unreadable)?;
+    if layout != AGGS_LAYOUT {
+        return Err(unreadable(format!("layout {layout}, this nix-evalcost reads {AGGS_LAYOUT}; upgrade nix-evalcost")));
+    }
+    let mut aggs = Aggs::default();
+    for agg in aggs.iter_mut() {
+        *agg = Agg::decode(&mut r).map_err(unreadable)?;
+    }
+    if r.remaining() != 0 {
+        return Err(unreadable(format!("{} bytes after its last aggregate", r.remaining())));
+    }
+    Ok(aggs)
 }
 
 /// The stored daily values of `stored` merged with `added`, encoded for writing back.
-pub fn merged_rows(added: std::collections::BTreeMap<SeriesKey, Aggs>, stored: &HashMap<SeriesKey, String>) -> Result<Vec<(SeriesKey, String)>> {
+pub fn merged_rows(added: std::collections::BTreeMap<SeriesKey, Aggs>, stored: &HashMap<SeriesKey, Vec<u8>>) -> Result<Vec<(SeriesKey, Vec<u8>)>> {
     added
         .into_iter()
         .map(|(key, added)| {
@@ -189,14 +211,13 @@ pub fn merged_rows(added: std::collections::BTreeMap<SeriesKey, Aggs>, stored: &
             for (agg, added) in aggs.iter_mut().zip(added.iter()) {
                 agg.merge(added);
             }
-            let text = encode_aggs(&aggs);
-            Ok((key, text))
+            Ok((key, encode_aggs(&aggs)))
         })
         .collect()
 }
 
 /// The `metric` aggregate of a stored daily row, as the per-metric row queries return.
-pub fn daily_row(day: i64, flake: String, path: String, aggs: &str, metric: usize) -> Result<DailyRow> {
+pub fn daily_row(day: i64, flake: String, path: String, aggs: &[u8], metric: usize) -> Result<DailyRow> {
     let mut aggs = decode_aggs(aggs)?;
     Ok(DailyRow { day, flake, path, metric: METRICS[metric].to_string(), agg: std::mem::take(&mut aggs[metric]) })
 }
@@ -380,21 +401,35 @@ pub trait Engine: Send {
 }
 
 /// The aggregates a batch adds, keyed like `daily`: per (day, flake, path) with the metrics
-/// side by side, built on borrowed keys (one lookup per output: this is the hot loop of an
-/// ingest, 16 000 aggregates per 2000-output report).
+/// side by side. This is the hot loop of an ingest (16 000 samples per 2000-output report),
+/// and its cost is memory, not arithmetic: a day's aggregates of one flake take megabytes,
+/// and adding report by report missed the cache on every sample (measured). So reports are
+/// taken one (day, flake) group at a time, in blocks of [`BLOCK`], and each series gets its
+/// block's samples in a row while its aggregates are in cache.
 pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec<Output>)>) -> std::collections::BTreeMap<SeriesKey, Aggs> {
+    const BLOCK: usize = 64;
     let mut by_series: rustc_hash::FxHashMap<(i64, &str, &str), Aggs> = Default::default();
-    for (e, outputs) in batch {
-        let day = e.started_at.div_euclid(86_400);
-        let weight = weight_of(e.sample_rate);
-        let whole = by_series.entry((day, e.flake.as_str(), "")).or_default();
-        for (m, agg) in whole.iter_mut().enumerate() {
-            agg.add(e.values[m], e.errors > 0, weight);
-        }
-        for o in outputs {
-            let aggs = by_series.entry((day, e.flake.as_str(), o.path.as_str())).or_default();
-            for (m, agg) in aggs.iter_mut().enumerate() {
-                agg.add(o.values[m], o.error, weight);
+    let mut batch: Vec<&(Evaluation, Vec<Output>)> = batch.into_iter().collect();
+    let group = |e: &Evaluation| (e.started_at.div_euclid(86_400), e.flake.clone());
+    batch.sort_by_cached_key(|(e, _)| group(e));
+    let mut block: rustc_hash::FxHashMap<&str, Vec<(&[i64; 8], bool, f64)>> = Default::default();
+    for same_group in batch.chunk_by(|(a, _), (b, _)| group(a) == group(b)) {
+        let (day, flake) = (same_group[0].0.started_at.div_euclid(86_400), same_group[0].0.flake.as_str());
+        for reports in same_group.chunks(BLOCK) {
+            for (e, outputs) in reports {
+                let weight = weight_of(e.sample_rate);
+                block.entry("").or_default().push((&e.values, e.errors > 0, weight));
+                for o in outputs {
+                    block.entry(o.path.as_str()).or_default().push((&o.values, o.error, weight));
+                }
+            }
+            for (path, samples) in block.drain() {
+                let aggs = by_series.entry((day, flake, path)).or_default();
+                for (m, agg) in aggs.iter_mut().enumerate() {
+                    for (values, error, weight) in &samples {
+                        agg.add(values[m], *error, *weight);
+                    }
+                }
             }
         }
     }

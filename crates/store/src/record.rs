@@ -35,7 +35,13 @@ pub fn history_metric(name: &str) -> Result<usize, String> {
 }
 
 pub fn metric(i: usize) -> &'static Metric {
-    metric::find(METRICS[i]).expect("history metrics are core metrics")
+    history_metrics()[i]
+}
+
+/// The core metrics the history keeps, looked up once (reading a report asks 16 000 times).
+fn history_metrics() -> &'static [&'static Metric; 8] {
+    static FOUND: std::sync::OnceLock<[&'static Metric; 8]> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| std::array::from_fn(|i| metric::find(METRICS[i]).expect("history metrics are core metrics")))
 }
 
 /// The path of the row that stands for the whole evaluation (process totals).

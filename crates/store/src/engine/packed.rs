@@ -84,7 +84,11 @@ fn unzigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
-fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
+pub fn put_signed(out: &mut Vec<u8>, v: i64) {
+    put_unsigned(out, zigzag(v));
+}
+
+pub fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -92,19 +96,38 @@ fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-struct Reader<'a> {
+/// Reads varints and bytes off a stored value; every error says the value is damaged.
+pub struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn byte(&mut self) -> Result<u8, String> {
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let slice = self.bytes.get(self.at..self.at + n).ok_or("a stored value ends early: it is damaged")?;
+        self.at += n;
+        Ok(slice)
+    }
+
+    pub fn signed(&mut self) -> Result<i64, String> {
+        Ok(unzigzag(self.unsigned()?))
+    }
+
+    pub fn byte(&mut self) -> Result<u8, String> {
         let b = *self.bytes.get(self.at).ok_or("packed output costs end early: the value is damaged")?;
         self.at += 1;
         Ok(b)
     }
 
-    fn unsigned(&mut self) -> Result<u64, String> {
+    pub fn unsigned(&mut self) -> Result<u64, String> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;

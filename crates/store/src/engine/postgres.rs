@@ -130,13 +130,13 @@ fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query,
 /// all written in one statement. The caller holds the advisory lock.
 fn merge_daily(tx: &mut postgres::Transaction, added: BTreeMap<SeriesKey, Aggs>) -> Result<()> {
-    let mut stored: HashMap<SeriesKey, String> = HashMap::new();
+    let mut stored: HashMap<SeriesKey, Vec<u8>> = HashMap::new();
     for (day, flake) in groups(&added) {
         for r in tx.query("SELECT path, aggs FROM daily WHERE day = $1 AND flake = $2", &[&day, &flake])? {
             stored.insert((day, flake.clone(), r.get(0)), r.get(1));
         }
     }
-    let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<String>) = Default::default();
+    let mut rows: (Vec<i64>, Vec<String>, Vec<String>, Vec<Vec<u8>>) = Default::default();
     for ((day, flake, path), aggs) in merged_rows(added, &stored)? {
         rows.0.push(day);
         rows.1.push(flake);
@@ -144,7 +144,7 @@ fn merge_daily(tx: &mut postgres::Transaction, added: BTreeMap<SeriesKey, Aggs>)
         rows.3.push(aggs);
     }
     tx.execute(
-        "INSERT INTO daily (day, flake, path, aggs) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])
+        "INSERT INTO daily (day, flake, path, aggs) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[])
          ON CONFLICT (day, flake, path) DO UPDATE SET aggs = EXCLUDED.aggs",
         &[&rows.0, &rows.1, &rows.2, &rows.3],
     )?;

@@ -159,10 +159,10 @@ fn insert_rows(tx: &rusqlite::Transaction, batch: &[(Evaluation, Vec<Output>)], 
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query.
 fn merge_daily(tx: &rusqlite::Transaction, added: BTreeMap<SeriesKey, Aggs>) -> Result<()> {
-    let mut stored: HashMap<SeriesKey, String> = HashMap::new();
+    let mut stored: HashMap<SeriesKey, Vec<u8>> = HashMap::new();
     let mut read = tx.prepare_cached("SELECT path, aggs FROM daily WHERE day = ?1 AND flake = ?2")?;
     for (day, flake) in groups(&added) {
-        for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+        for row in read.query_map(params![day, flake], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?)))? {
             let (path, aggs) = row?;
             stored.insert((day, flake.clone(), path), aggs);
         }
@@ -279,7 +279,7 @@ impl Engine for Sqlite {
         let mut rows = stmt.query(params_from_iter(p))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            out.push(daily_row(r.get(0)?, r.get(1)?, r.get(2)?, r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?, s.metric)?);
+            out.push(daily_row(r.get(0)?, r.get(1)?, r.get(2)?, r.get_ref(3)?.as_blob().map_err(rusqlite::Error::from)?, s.metric)?);
         }
         Ok(out)
     }

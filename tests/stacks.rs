@@ -220,3 +220,67 @@ fn a_capped_call_tree_folds_the_rest_and_stays_exact_and_conserved() {
     assert_eq!(first_under(&capped), first_under(&full));
     assert_eq!(capped.charged_sum(), capped.totals, "the walk's conservation is untouched");
 }
+
+/// Where scripts/nix-env puts speedscope's file-format schema (from its npm package).
+const SPEEDSCOPE_SCHEMA: &str = "/opt/speedscope/file-format-schema.json";
+
+#[test]
+fn functions_tables_count_a_recursion_exactly_and_export_valid_speedscope() {
+    let (_flake, report, stats) = stacked_walk(&[("NIX_COUNT_CALLS", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    std::fs::write(&path, serde_json::to_vec(&report).unwrap()).unwrap();
+    let speedscope = dir.path().join("profile.speedscope.json");
+    let table = |by: &str, extra: &[&str]| -> serde_json::Value {
+        let out = cli().args(["functions", path.to_str().unwrap(), "--by", by, "--format", "json", "--top", "100000"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let functions = table("function", &["--speedscope", speedscope.to_str().unwrap()]);
+    let rows = functions["rows"].as_array().unwrap();
+    let calls_of = |keep: &dyn Fn(&str) -> bool, field: &str| -> u64 {
+        rows.iter().filter(|r| keep(r["function"].as_str().unwrap())).map(|r| r[field].as_u64().unwrap()).sum()
+    };
+    // Every call of fib, whichever frame names it (the callee on 2.30+, the call sites on
+    // 2.26), is counted once: what NIX_COUNT_CALLS counts for the lambda.
+    let counted: u64 = stats["functions"].as_array().unwrap().iter().filter(|f| f["name"] == "fib").map(|f| f["count"].as_u64().unwrap()).sum();
+    assert_eq!(counted, fib_calls(15) + fib_calls(5));
+    assert_eq!(calls_of(&|k| callee(k) == "fib", "calls"), counted);
+    // Totals count a recursion once: the rows of the first frames under lib.fib and
+    // lib.zz-after hold every call made under those outputs.
+    let stacks = report.stacks.as_ref().unwrap();
+    let walked = [node(&report, "lib.fib").id, node(&report, "lib.zz-after").id];
+    let firsts: std::collections::BTreeSet<&str> = stacks
+        .nodes
+        .iter()
+        .filter(|n| n.parent.is_none() && n.walk_node.is_some_and(|w| walked.contains(&w)))
+        .map(|n| stacks.frames[n.frame as usize].as_str())
+        .collect();
+    let under: u64 = ["lib.fib", "lib.zz-after"].iter().map(|p| calls_by_frame(&report, p).values().sum::<u64>()).sum();
+    assert_eq!(calls_of(&|k| firsts.contains(k), "total_calls"), under, "{firsts:?}");
+    // By file, every call lands in one row.
+    let files = table("file", &[]);
+    let by_file: u64 = files["rows"].as_array().unwrap().iter().map(|r| r["calls"].as_u64().unwrap()).sum();
+    assert_eq!(by_file, stacks.nodes.iter().map(|n| n.calls).sum::<u64>());
+    // speedscope: valid against the format's schema, and the wall profile conserves the
+    // stacks' wall time.
+    let check = std::process::Command::new("python3")
+        .args(["-c", "import json, sys, jsonschema; jsonschema.validate(json.load(open(sys.argv[1])), json.load(open(sys.argv[2])))"])
+        .arg(&speedscope)
+        .arg(SPEEDSCOPE_SCHEMA)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "speedscope output invalid (schema from scripts/nix-env setup): {}", String::from_utf8_lossy(&check.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&speedscope).unwrap()).unwrap();
+    let wall = doc["profiles"].as_array().unwrap().iter().find(|p| p["name"].as_str().unwrap().ends_with(": wall")).unwrap();
+    let weights: u64 = wall["weights"].as_array().unwrap().iter().map(|w| w.as_u64().unwrap()).sum();
+    assert_eq!(weights, stacks.nodes.iter().map(|n| n.cost.wall_ns).sum::<u64>());
+    // A report without stacks is named, with what to do.
+    let plain = dir.path().join("plain.json");
+    let mut without = report.clone();
+    without.stacks = None;
+    std::fs::write(&plain, serde_json::to_vec(&without).unwrap()).unwrap();
+    let out = cli().args(["functions", plain.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no call stacks; profile with --stacks"));
+}

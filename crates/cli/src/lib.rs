@@ -7,6 +7,7 @@ mod cmd {
     pub mod compare;
     pub mod doctor;
     pub mod flamegraph;
+    pub mod functions;
     pub mod graph;
     pub mod history;
     pub mod info;
@@ -18,7 +19,7 @@ pub mod nixrun;
 mod serve;
 mod svg;
 
-use cmd::{bench, compare, doctor, flamegraph, graph, history, info, profile, report};
+use cmd::{bench, compare, doctor, flamegraph, functions, graph, history, info, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -48,6 +49,9 @@ enum Command {
     Info(info::InfoArgs),
     /// Draw a flamegraph (SVG or folded stacks) of reports, or the difference between two sets.
     Flamegraph(flamegraph::FlamegraphArgs),
+    /// Tables of reports' call stacks (`profile --stacks`) per function or per file, with self
+    /// and total costs; export to speedscope.
+    Functions(functions::FunctionsArgs),
     /// Compare two sets of reports (before and after a change), per output; gate with --fail-on.
     Compare(compare::CompareArgs),
     /// Profile two flake refs (alternating runs) and compare them: the one-command CI check.
@@ -189,6 +193,7 @@ pub fn main() -> i32 {
         Command::Graph(args) => graph::run(args),
         Command::Info(args) => info::run(args),
         Command::Flamegraph(args) => flamegraph::run(args),
+        Command::Functions(args) => functions::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Doctor(args) => doctor::run(args),

@@ -23,6 +23,7 @@ pub mod attrpath;
 pub mod compare;
 pub mod cost;
 pub mod gate;
+pub mod functions;
 pub mod guard;
 pub mod merge;
 pub mod metric;

@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod csv;
 pub mod flamegraph;
+pub mod functions;
 pub mod graph;
 pub mod html;
 pub mod info;

@@ -63,10 +63,10 @@ pub const MIGRATIONS: [(i64, &str); 3] = [(
     "CREATE TABLE costs (evaluation_id {int} PRIMARY KEY, outputs {blob} NOT NULL)",
 ), (
     4,
-    // One daily row per series and day, its value the aggregates of every metric (a JSON
-    // array in `METRICS` order): an ingest writes a report's 2000 outputs' aggregates as 2000
-    // rows, not 16 000, each in two B-trees (most of an ingest's time, measured), in a
-    // binary encoding (`encode_aggs`: JSON was most of the rest). Every
+    // One daily row per series and day, its value the aggregates of every metric in
+    // `METRICS` order, binary (`encode_aggs`; JSON was most of what was left): an ingest
+    // writes a report's 2000 outputs' aggregates as 2000 rows, not 16 000, each in two
+    // B-trees (most of an ingest's time, measured). Every
     // evaluation is marked pending and the rows are rebuilt in slices when the store is opened
     // (`finish_migrations`); queries are exact meanwhile, from the pending evaluations' rows.
     "DROP TABLE daily;
@@ -205,7 +205,7 @@ pub fn merged_rows(added: std::collections::BTreeMap<SeriesKey, Aggs>, stored: &
         .into_iter()
         .map(|(key, added)| {
             let mut aggs = match stored.get(&key) {
-                Some(text) => decode_aggs(text)?,
+                Some(bytes) => decode_aggs(bytes)?,
                 None => Aggs::default(),
             };
             for (agg, added) in aggs.iter_mut().zip(added.iter()) {
@@ -409,12 +409,14 @@ pub trait Engine: Send {
 pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec<Output>)>) -> std::collections::BTreeMap<SeriesKey, Aggs> {
     const BLOCK: usize = 64;
     let mut by_series: rustc_hash::FxHashMap<(i64, &str, &str), Aggs> = Default::default();
+    fn group(e: &Evaluation) -> (i64, &str) {
+        (e.started_at.div_euclid(86_400), e.flake.as_str())
+    }
     let mut batch: Vec<&(Evaluation, Vec<Output>)> = batch.into_iter().collect();
-    let group = |e: &Evaluation| (e.started_at.div_euclid(86_400), e.flake.clone());
-    batch.sort_by_cached_key(|(e, _)| group(e));
+    batch.sort_by_key(|(e, _)| group(e));
     let mut block: rustc_hash::FxHashMap<&str, Vec<(&[i64; 8], bool, f64)>> = Default::default();
     for same_group in batch.chunk_by(|(a, _), (b, _)| group(a) == group(b)) {
-        let (day, flake) = (same_group[0].0.started_at.div_euclid(86_400), same_group[0].0.flake.as_str());
+        let (day, flake) = group(&same_group[0].0);
         for reports in same_group.chunks(BLOCK) {
             for (e, outputs) in reports {
                 let weight = weight_of(e.sample_rate);

@@ -75,6 +75,9 @@ pub fn run(args: FunctionsArgs) -> anyhow::Result<i32> {
         .map(|f| glob::Pattern::new(f).map_err(|e| BadInput(format!("--filter '{f}' is not a glob: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let files = inputs::expand(&args.inputs)?;
+    if args.speedscope.is_some() && files.len() > 1 {
+        return Err(BadInput("--speedscope takes one report".into()).into());
+    }
     let mut rows = rustc_hash::FxHashMap::default();
     let mut sizes = None;
     for file in &files {
@@ -85,9 +88,6 @@ pub fn run(args: FunctionsArgs) -> anyhow::Result<i32> {
         add_rows(stacks, args.by, &mut rows);
         sizes.get_or_insert(report.sizes);
         if let Some(path) = &args.speedscope {
-            if files.len() > 1 {
-                return Err(BadInput("--speedscope takes one report".into()).into());
-            }
             let name = file.file_name().map_or_else(|| "report".into(), |n| n.to_string_lossy().into_owned());
             let doc = speedscope::document(&report, &name, &metrics).expect("the report has stacks");
             write_atomically(path, |w| serde_json::to_writer(w, &doc).map_err(std::io::Error::from))?;

@@ -78,6 +78,14 @@ fn name_paths(client: &mut impl postgres::GenericClient, cache: &mut PathCache, 
     Ok(())
 }
 
+/// The outputs of a packed value, named.
+fn named_outputs(client: &mut impl postgres::GenericClient, cache: &mut PathCache, bytes: &[u8]) -> Result<Vec<Output>> {
+    let packed = unpack(bytes)?;
+    let unnamed = cache.unnamed(&packed);
+    name_paths(client, cache, &unnamed)?;
+    cache.outputs(packed)
+}
+
 /// The ids of `paths` that the store holds, with their paths.
 fn ids_of(client: &mut Client, cache: &mut PathCache, paths: &[String]) -> Result<HashMap<i64, String>> {
     let unknown: Vec<&str> = paths.iter().map(String::as_str).filter(|p| cache.id(p).is_none()).collect();
@@ -206,10 +214,7 @@ impl Engine for Postgres {
             rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
         let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
-            let packed = unpack(r.get(1))?;
-            let unnamed = self.paths.unnamed(&packed);
-            name_paths(&mut tx, &mut self.paths, &unnamed)?;
-            batch[position[&r.get::<_, i64>(0)]].1 = self.paths.outputs(packed)?;
+            batch[position[&r.get::<_, i64>(0)]].1 = named_outputs(&mut tx, &mut self.paths, r.get(1))?;
         }
         tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1)", &[&ids])?;
         merge_daily(&mut tx, batch_aggregates(&batch))?;
@@ -301,12 +306,7 @@ impl Engine for Postgres {
     fn evaluation(&mut self, id: i64) -> Result<Option<(EvaluationRow, Vec<Output>)>> {
         let Some(row) = self.client.query_opt(&format!("SELECT {} FROM evaluations WHERE id = $1", evaluation_columns()), &[&id])? else { return Ok(None) };
         let mut outputs = match self.client.query_opt("SELECT outputs FROM costs WHERE evaluation_id = $1", &[&id])? {
-            Some(r) => {
-                let packed = unpack(r.get(0))?;
-                let unnamed = self.paths.unnamed(&packed);
-                name_paths(&mut self.client, &mut self.paths, &unnamed)?;
-                self.paths.outputs(packed)?
-            }
+            Some(r) => named_outputs(&mut self.client, &mut self.paths, r.get(0))?,
             None => Vec::new(),
         };
         outputs.sort_by(|a, b| a.path.cmp(&b.path));

@@ -1,7 +1,8 @@
 // primops.cc: the Nix-language entry points of the plugin (plugins cannot add `nix` subcommands).
 //
 //   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
-//                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ]; }
+//                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ];
+//                           shard ? "" (I/N: this shard's part of the outputs only); }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
@@ -68,6 +69,7 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
         r.systems.push_back(rust::String(nix::settings.thisSystem.get()));
     }
     if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
+    if (optionalAttr(state, args, "shard")) r.shard = requiredString(state, args, "shard", pos);
     r.stacks = false;
     if (auto * v = optionalAttr(state, args, "stacks"))
         r.stacks = state.forceBool(*v, pos, "while evaluating stacks");

@@ -82,6 +82,8 @@ pub(crate) mod ffi {
         /// The most call-tree nodes kept (0: the core's default).
         stacks_nodes: u64,
         argv: Vec<String>,
+        /// `I/N`: walk only shard I of N (empty: the whole walk).
+        shard: String,
     }
 
     /// What the shim learned about the flake while locking it. Empty string: unknown.

@@ -14,7 +14,7 @@ use nix_evalcost_core::report::{FlakeMeta, Kind, Meta};
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::session::{Mode, Outcome, Session};
 use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent, NODE_CAP};
-use nix_evalcost_core::walk_policy::Systems;
+use nix_evalcost_core::walk_policy::{Shard, Systems};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -113,11 +113,13 @@ pub(crate) fn new_session(mode: Mode, meta: Meta, systems: Systems) -> Session<N
 pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
     guarded("starting the walk", || {
         let systems = if request.all_systems { Systems::All } else { Systems::Only(request.systems.clone()) };
+        let shard = if request.shard.is_empty() { None } else { Some(Shard::parse(&request.shard)?) };
         let argv = if request.argv.is_empty() { std::env::args().collect() } else { request.argv };
         let meta = Meta {
             systems: request.systems,
             all_systems: request.all_systems,
             force_drv_paths: request.force_drv_paths,
+            shard,
             ..meta("walk", argv)
         };
         let session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);

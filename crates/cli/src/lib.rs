@@ -12,6 +12,7 @@ mod cmd {
     pub mod history;
     pub mod info;
     pub mod inputs;
+    pub mod merge;
     pub mod profile;
     pub mod report;
 }
@@ -19,7 +20,7 @@ pub mod nixrun;
 mod serve;
 mod svg;
 
-use cmd::{bench, compare, doctor, flamegraph, functions, graph, history, info, profile, report};
+use cmd::{bench, compare, doctor, flamegraph, functions, graph, history, info, merge, profile, report};
 
 use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::{self, Metric};
@@ -43,6 +44,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Merge reports (files, directories, globs) into a cost table per attribute path.
     Report(report::ReportArgs),
+    /// Join the reports of a split walk (`profile --shard I/N` on several machines) into one.
+    Merge(merge::MergeArgs),
     /// Show one report's walked output tree with its costs, like `nix flake show`.
     Graph(graph::GraphArgs),
     /// Show what is in reports: meta, phases, totals, errors.
@@ -190,6 +193,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Profile(args) => profile::run(args),
         Command::Report(args) => report::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Graph(args) => graph::run(args),
         Command::Info(args) => info::run(args),
         Command::Flamegraph(args) => flamegraph::run(args),

@@ -138,6 +138,8 @@ pub struct Walk {
     pub stacks_nodes: usize,
     /// The command line recorded in the report.
     pub argv: Vec<String>,
+    /// Walk only this shard of the outputs.
+    pub shard: Option<nix_evalcost_core::walk_policy::Shard>,
 }
 
 impl Walk {
@@ -148,8 +150,9 @@ impl Walk {
             WalkSystems::All => "systems = \"all\"; ".into(),
             WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
         };
+        let shard = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
         format!(
-            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; argv = {}; }}",
+            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; {shard}argv = {}; }}",
             nix_string(&self.flake),
             nix_string(&self.base_dir.to_string_lossy()),
             nix_string(&self.report.to_string_lossy()),
@@ -344,6 +347,7 @@ mod tests {
             stacks: false,
             stacks_nodes: 20_000,
             argv: vec!["nix-evalcost".into(), "profile".into()],
+            shard: None,
         }
     }
 
@@ -365,6 +369,8 @@ mod tests {
         assert!(expr.contains(r#"flake = "x\"; y = \${builtins.abort \"no\"}";"#), "{expr}");
         assert!(expr.contains(r#"systems = [ "a\\b" "\${c}" ];"#), "{expr}");
         assert!(expr.contains("forceDrvPaths = false; stacks = true;"), "{expr}");
+        let shard = Walk { shard: Some(nix_evalcost_core::walk_policy::Shard { index: 2, count: 3 }), ..walk() };
+        assert!(shard.expression().contains("stacksNodes = 20000; shard = \"2/3\"; argv"), "{}", shard.expression());
         let all = Walk { systems: WalkSystems::All, ..walk() };
         assert!(all.expression().contains("systems = \"all\"; forceDrvPaths"));
     }

@@ -25,6 +25,7 @@ pub mod cost;
 pub mod gate;
 pub mod functions;
 pub mod guard;
+pub mod join;
 pub mod merge;
 pub mod metric;
 pub mod nix_version;

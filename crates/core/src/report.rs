@@ -59,6 +59,34 @@ pub struct Meta {
     /// `evalcost-sample-rate`); one report stands for 1/rate processes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rate: Option<f64>,
+    /// A shard's report (`profile --shard I/N`): which part of the split walk it holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::walk_policy::Shard>,
+    /// A joined report (`nix-evalcost merge` of shards): the processes that walked it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+}
+
+/// One process of a joined walk. Its costs are conserved on their own:
+/// `totals = unattributed + shared + Σ cost of the nodes it alone walked`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Part {
+    /// `shard 2/3`.
+    pub name: String,
+    pub hostname: String,
+    pub started_at: String,
+    /// False if this part's walk was interrupted.
+    pub complete: bool,
+    /// The process's cumulative counters when it wrote its report.
+    pub totals: Cost,
+    pub unattributed: Cost,
+    /// What this process spent on nodes several parts walked (the structure above the units,
+    /// e.g. `packages.x86_64-linux`); the joined node's cost is the sum over parts.
+    pub shared: Cost,
+    pub end: Gauges,
+    /// The nodes (ids of the joined report) this part alone walked.
+    pub nodes: Vec<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

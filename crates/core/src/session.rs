@@ -121,9 +121,15 @@ impl<S: Sensor> Session<S> {
         self.meta.flake.is_some()
     }
 
-    /// Which children of `parent`'s attribute set the walk visits (see [`walk_policy`]).
+    /// Which children of `parent`'s attribute set the walk visits (see [`walk_policy`]); a
+    /// shard's walk keeps only its own units.
     pub fn plan_children(&self, parent: Option<u32>, names: Vec<String>) -> Plan {
-        walk_policy::plan_children(self.path_of(parent), names, &self.systems)
+        let path = self.path_of(parent);
+        let mut plan = walk_policy::plan_children(path, names, &self.systems);
+        if let Some(shard) = self.meta.shard {
+            plan.visit.retain(|name| shard.walks(path, name));
+        }
+        plan
     }
 
     /// Ends the open phase (if any) and starts `next` (if any), at a fresh reading.

@@ -13,6 +13,8 @@
 //! | `lib` `overlays` `*Modules` `templates`  | each entry, to weak head normal form                |
 //! | anything else                            | only where `recurseForDerivations = true`           |
 
+use serde::{Deserialize, Serialize};
+
 /// Outputs whose second level is a system name.
 pub const PER_SYSTEM: &[&str] = &[
     "packages",
@@ -113,6 +115,78 @@ pub fn plan_children(path: &[String], mut names: Vec<String>, systems: &Systems)
     }
 }
 
+/// How deep a *unit* of `output` lies: the level at which a split walk hands out work
+/// (`packages.<system>.<name>`, `nixosConfigurations.<name>`, `lib.<name>`, `formatter.<system>`).
+/// Levels above it (`packages`, `packages.<system>`) are structure, walked by every part.
+pub fn unit_depth(output: &str) -> usize {
+    if PER_SYSTEM_SETS.contains(&output) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Whether `path` is a unit of a split walk (see [`unit_depth`]).
+pub fn is_unit(path: &[String]) -> bool {
+    path.first().is_some_and(|output| path.len() == unit_depth(output))
+}
+
+/// One part of a deterministic split of the walk: shard `index` (1-based) of `count`. A unit
+/// belongs to the shard `1 + fmix64(fnv1a64(path)) mod count`: FNV-1a over the path's
+/// components, each followed by a zero byte, then MurmurHash3's 64-bit finalizer (FNV's low bits
+/// alone split similar names unevenly). The same flake gives the same split on every machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// More shards than this is a typo, not a CI matrix.
+pub const MAX_SHARDS: u32 = 10_000;
+
+impl Shard {
+    /// Parses `I/N` (1 ≤ I ≤ N ≤ [`MAX_SHARDS`]).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("invalid shard '{}': expected I/N with 1 <= I <= N <= {MAX_SHARDS}, e.g. 2/3", crate::attrpath::sanitize_text(text));
+        let (index, count) = text.split_once('/').ok_or_else(bad)?;
+        let index: u32 = index.trim().parse().map_err(|_| bad())?;
+        let count: u32 = count.trim().parse().map_err(|_| bad())?;
+        if index == 0 || index > count || count > MAX_SHARDS {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard (1-based) that walks the unit at `path`.
+    pub fn of_unit(path: &[String], count: u32) -> u32 {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in path.iter().flat_map(|c| c.as_bytes().iter().chain(std::iter::once(&0u8))) {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        hash ^= hash >> 33;
+        1 + (hash % u64::from(count)) as u32
+    }
+
+    /// Whether this shard walks the child `name` of the set at `parent`: every structure node,
+    /// and the units that hash to it.
+    pub fn walks(&self, parent: &[String], name: &str) -> bool {
+        let mut child = parent.to_vec();
+        child.push(name.to_string());
+        !is_unit(&child) || Shard::of_unit(&child, self.count) == self.index
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// The system a node belongs to, for nodes under a per-system output.
 pub fn system_of(path: &[String]) -> Option<&str> {
     match path {
@@ -176,6 +250,50 @@ mod tests {
         assert_eq!(plan_children(&p("lib"), names(&["f"]), &linux()).visit, names(&["f"]));
         assert_eq!(plan_children(&p("lib.strings"), names(&["f"]), &linux()), Plan::none());
         assert_eq!(plan_children(&p("hydraJobs.a.b"), names(&["c"]), &linux()).visit, names(&["c"]));
+    }
+
+    #[test]
+    fn shards_parse_and_reject_nonsense() {
+        assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
+        assert_eq!(Shard::parse("1/1").unwrap().to_string(), "1/1");
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0", "1/20000", "-1/3", ""] {
+            let e = Shard::parse(bad).unwrap_err();
+            assert!(e.contains("expected I/N"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn units_are_the_entries_of_each_output() {
+        assert!(is_unit(&p("packages.x86_64-linux.hello")));
+        assert!(!is_unit(&p("packages.x86_64-linux")));
+        assert!(is_unit(&p("formatter.x86_64-linux")));
+        assert!(is_unit(&p("nixosConfigurations.host")));
+        assert!(is_unit(&p("lib.f")));
+        assert!(!is_unit(&p("lib")));
+        assert!(!is_unit(&p("hydraJobs.a.b")));
+    }
+
+    #[test]
+    fn every_unit_goes_to_exactly_one_shard_and_structure_to_all() {
+        let shards: Vec<Shard> = (1..=3).map(|index| Shard { index, count: 3 }).collect();
+        let parent = p("packages.x86_64-linux");
+        let mut per_shard = [0usize; 3];
+        for i in 0..300 {
+            let name = format!("pkg{i}");
+            let owners: Vec<&Shard> = shards.iter().filter(|s| s.walks(&parent, &name)).collect();
+            assert_eq!(owners.len(), 1, "{name}");
+            per_shard[owners[0].index as usize - 1] += 1;
+        }
+        // Similar names spread evenly enough: no shard gets less than a fifth of 300 (114, 101
+        // and 85 by the Python check below).
+        assert!(per_shard.iter().all(|&n| n > 60), "{per_shard:?}");
+        assert!(shards.iter().all(|s| s.walks(&p("packages"), "x86_64-linux")));
+        assert!(shards.iter().all(|s| s.walks(&[], "packages")));
+        // Known answer, so that a change of the split (which would re-split every CI matrix) is
+        // deliberate: fmix64(FNV-1a 64 of b"lib\0f\0") is 0x791bcb1b60bb6427 (computed
+        // independently in Python from the FNV spec's offset basis and prime and MurmurHash3's
+        // fmix64 constants); mod 1000003 that is 393765.
+        assert_eq!(Shard::of_unit(&p("lib.f"), 1_000_003), 393_766);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub struct WalkArgs {
     /// Calls beyond are charged to their callers, and the report says how many.
     #[arg(long, value_name = "N", default_value_t = nix_evalcost_core::stacks::NODE_CAP)]
     stacks_nodes: usize,
+    /// Walk only shard I of N of the outputs (a deterministic split by attribute path, the same
+    /// on every machine), e.g. one job of a CI matrix each; `nix-evalcost merge` joins the
+    /// shards' reports into one.
+    #[arg(long, value_name = "I/N", value_parser = nix_evalcost_core::walk_policy::Shard::parse)]
+    shard: Option<nix_evalcost_core::walk_policy::Shard>,
     /// Never show the progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -149,6 +154,7 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
         stacks: args.stacks,
         stacks_nodes: args.stacks_nodes,
         argv: std::env::args().collect(),
+        shard: args.shard,
     };
 
     let expression = walk.expression();

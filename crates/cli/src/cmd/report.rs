@@ -2,9 +2,9 @@
 
 use crate::cmd::inputs;
 use crate::{choice, table_options, OutputArgs, SelectArgs};
-use nix_evalcost_core::merge::{merge_files, GroupBy, MergeOptions};
+use nix_evalcost_core::merge::{merge_files, merge_report, GroupBy, MergeOptions};
 use nix_evalcost_core::render::{self, View};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -33,6 +33,9 @@ pub struct ReportArgs {
     /// commands, say). Reports of anything merge then.
     #[arg(long, value_parser = choice(&GroupBy::ALL, GroupBy::name))]
     group_by: Option<GroupBy>,
+    /// With the shards of a split walk: join them even if some are missing.
+    #[arg(long)]
+    allow_missing: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -40,7 +43,12 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let files = inputs::expand(&args.inputs)?;
     let options = MergeOptions { group_by: args.group_by, ..args.select.merge_options(args.allow_mixed) };
-    let merged = merge_files(&files, &options)?;
+    let mut merged = merge_files(&files, &options)?;
+    if merged.runs.iter().any(|r| r.meta.shard.is_some()) {
+        // The shards of one split walk are parts of one run, not runs of their own.
+        let joined = crate::cmd::merge::read_and_join(&files, args.allow_missing)?;
+        merged = merge_report(&joined, Path::new("(joined shards)"), &options);
+    }
     let view = View::new(&merged, args.select.sort, args.select.top);
     let text = match args.format {
         Format::Table => {

@@ -1,0 +1,432 @@
+//! Joining the shards of one split walk (`profile --shard I/N`, one per CI job or machine) into
+//! one report, as if one process had walked everything.
+//!
+//! A unit (see [`walk_policy::unit_depth`]) is walked by exactly one shard; the structure above
+//! the units (`packages`, `packages.x86_64-linux`) by every shard. A joined node walked by
+//! several shards costs the sum of what each spent on it, and every shard becomes a
+//! [`Part`] whose own costs stay conserved, so the joined report is conserved too:
+//! `totals = Σ part totals = unattributed + Σ nodes`.
+//!
+//! [`walk_policy::unit_depth`]: crate::walk_policy::unit_depth
+
+use crate::cost::{Cost, Gauges};
+use crate::report::{Kind, Node, Part, Report};
+use crate::stacks::{StackNode, Stacks};
+use crate::walk_policy::Shard;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// How strict the join is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JoinOptions {
+    /// Join even if shards are missing; the report is then marked incomplete.
+    pub allow_missing: bool,
+}
+
+/// Why shards cannot be joined: each names the files and what to do.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error("no reports to join")]
+    Empty,
+    #[error("{0} is not a shard's report (it was made without `profile --shard I/N`); join only the reports of one split walk")]
+    NotAShard(String),
+    #[error("{0} and {1} are shards of different splits ({2} and {3}); join the shards of one split walk")]
+    CountsDiffer(String, String, String, String),
+    #[error("{0} and {1} are both shard {2}; give each shard once")]
+    Duplicate(String, String, String),
+    #[error("{first} and {other} walked different {what} ({a} and {b}); join the shards of one revision and one walk")]
+    Mismatch { first: String, other: String, what: &'static str, a: String, b: String },
+    #[error("{} missing; give every shard's report, or --allow-missing to join a partial walk", missing_shards(.missing))]
+    Missing { missing: Vec<String> },
+}
+
+/// "shard 2/3 is", "shards 1/3, 3/3 are".
+fn missing_shards(missing: &[String]) -> String {
+    match missing {
+        [one] => format!("shard {one} is"),
+        many => format!("shards {} are", many.join(", ")),
+    }
+}
+
+/// Joins the shards' reports (each with the file it came from, for messages).
+pub fn join_shards(mut shards: Vec<(PathBuf, Report)>, options: JoinOptions) -> Result<Report, JoinError> {
+    let labelled = check_shards(&mut shards, options)?;
+    let mut joined = Joined::default();
+    for (part, (_, report)) in shards.iter().enumerate() {
+        joined.add(part, report);
+    }
+    Ok(joined.finish(&shards, &labelled))
+}
+
+/// Checks that the shards belong together; sorts them by index and returns each one's shard.
+fn check_shards(shards: &mut [(PathBuf, Report)], options: JoinOptions) -> Result<Vec<Shard>, JoinError> {
+    let name = |p: &PathBuf| crate::attrpath::sanitize_text(&p.display().to_string());
+    let shard_of = |(path, report): &(PathBuf, Report)| report.meta.shard.ok_or_else(|| JoinError::NotAShard(name(path)));
+    let first = shards.first().ok_or(JoinError::Empty)?;
+    let count = shard_of(first)?.count;
+    for entry in shards.iter() {
+        let shard = shard_of(entry)?;
+        if shard.count != count {
+            let a = shard_of(first)?;
+            return Err(JoinError::CountsDiffer(name(&first.0), name(&entry.0), a.to_string(), shard.to_string()));
+        }
+        for (what, a, b) in walk_identity(&first.1).into_iter().zip(walk_identity(&entry.1)).map(|((w, a), (_, b))| (w, a, b)) {
+            if a != b {
+                return Err(JoinError::Mismatch { first: name(&first.0), other: name(&entry.0), what, a, b });
+            }
+        }
+    }
+    shards.sort_by_key(|(_, r)| r.meta.shard.map(|s| s.index));
+    for pair in shards.windows(2) {
+        if pair[0].1.meta.shard == pair[1].1.meta.shard {
+            return Err(JoinError::Duplicate(name(&pair[0].0), name(&pair[1].0), shard_of(&pair[0])?.to_string()));
+        }
+    }
+    let present: Vec<Shard> = shards.iter().map(shard_of).collect::<Result<_, _>>()?;
+    let missing: Vec<String> = (1..=count).filter(|i| !present.iter().any(|s| s.index == *i)).map(|i| format!("{i}/{count}")).collect();
+    if !missing.is_empty() && !options.allow_missing {
+        return Err(JoinError::Missing { missing });
+    }
+    Ok(present)
+}
+
+/// What must be equal in every shard of one walk: the flake's revision, the Nix, the walk's
+/// settings. (Locked URLs name the revision; a dirty tree's NAR hash changes with any edit.)
+fn walk_identity(report: &Report) -> [(&'static str, String); 5] {
+    let meta = &report.meta;
+    let flake = meta.flake.as_ref().map_or(String::new(), |f| format!("{} {}", f.locked_url, f.nar_hash.as_deref().unwrap_or("")));
+    let systems = if meta.all_systems { "all".to_string() } else { meta.systems.join(",") };
+    let stacks = report.stacks.as_ref().map_or("none".to_string(), |s| s.source.clone());
+    [
+        ("flakes", flake),
+        ("Nix versions", meta.nix_version.clone()),
+        ("systems", systems),
+        ("drvPath settings", meta.force_drv_paths.to_string()),
+        ("call-stack settings", stacks),
+    ]
+}
+
+/// Who walked a joined node.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walker {
+    One(usize),
+    Several,
+}
+
+#[derive(Default)]
+struct Joined {
+    nodes: Vec<Node>,
+    walkers: Vec<Walker>,
+    /// (path, is a measure label) → joined id.
+    index: HashMap<(Vec<String>, bool), u32>,
+    /// Per part: its node ids in the joined report, in its own order.
+    remaps: Vec<Vec<u32>>,
+}
+
+impl Joined {
+    fn add(&mut self, part: usize, report: &Report) {
+        let mut remap = Vec::with_capacity(report.nodes.len());
+        for node in &report.nodes {
+            let key = (node.path.clone(), node.kind == Kind::Measure);
+            let id = match self.index.get(&key) {
+                Some(&id) => {
+                    self.absorb(id, node);
+                    id
+                }
+                None => {
+                    let id = self.nodes.len() as u32;
+                    let parent = node.parent.map(|p| remap[p as usize]);
+                    self.nodes.push(Node { id, parent, ..node.clone() });
+                    self.walkers.push(Walker::One(part));
+                    self.index.insert(key, id);
+                    id
+                }
+            };
+            remap.push(id);
+        }
+        self.remaps.push(remap);
+    }
+
+    /// A node another shard walked too: its cost adds up; an error or an interruption in any
+    /// shard stays visible.
+    fn absorb(&mut self, id: u32, node: &Node) {
+        let joined = &mut self.nodes[id as usize];
+        joined.cost.add(&node.cost);
+        joined.calls += node.calls;
+        if joined.error.is_none() && node.error.is_some() {
+            joined.error = node.error.clone();
+            joined.kind = node.kind;
+        }
+        if node.kind == Kind::Interrupted {
+            joined.kind = Kind::Interrupted;
+        }
+        self.walkers[id as usize] = Walker::Several;
+    }
+
+    fn finish(self, shards: &[(PathBuf, Report)], present: &[Shard]) -> Report {
+        let order = preorder_by_name(&self.nodes);
+        let mut new_id = vec![0u32; self.nodes.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_id[old as usize] = new as u32;
+        }
+        let nodes: Vec<Node> = order
+            .iter()
+            .enumerate()
+            .map(|(new, &old)| {
+                let node = &self.nodes[old as usize];
+                Node { id: new as u32, parent: node.parent.map(|p| new_id[p as usize]), ..node.clone() }
+            })
+            .collect();
+        let parts = shards
+            .iter()
+            .zip(present)
+            .enumerate()
+            .map(|(i, ((_, report), shard))| part_of(i, report, shard, &self.remaps[i], &self.walkers, &new_id))
+            .collect::<Vec<_>>();
+        let first = &shards[0].1;
+        let mut totals = Cost::default();
+        let mut unattributed = Cost::default();
+        let mut end = Gauges::default();
+        for (_, report) in shards {
+            totals.add(&report.totals);
+            unattributed.add(&report.unattributed);
+            end = max_gauges(end, report.end);
+        }
+        let complete = shards.iter().all(|(_, r)| r.meta.complete) && present.len() as u32 == present[0].count;
+        let mut meta = first.meta.clone();
+        meta.shard = None;
+        meta.complete = complete;
+        meta.parts = parts;
+        meta.started_at = shards.iter().map(|(_, r)| r.meta.started_at.clone()).min().unwrap_or_default();
+        Report {
+            schema: first.schema.clone(),
+            schema_version: first.schema_version,
+            meta,
+            sizes: first.sizes.clone(),
+            totals,
+            unattributed,
+            end,
+            phases: summed_phases(shards),
+            nodes,
+            stacks: joined_stacks(shards, &self.remaps, &new_id),
+        }
+    }
+}
+
+fn part_of(i: usize, report: &Report, shard: &Shard, remap: &[u32], walkers: &[Walker], new_id: &[u32]) -> Part {
+    let mut shared = Cost::default();
+    let mut alone = Vec::new();
+    for (node, &id) in report.nodes.iter().zip(remap) {
+        match walkers[id as usize] {
+            Walker::One(p) if p == i => alone.push(new_id[id as usize]),
+            _ => shared.add(&node.cost),
+        }
+    }
+    alone.sort_unstable();
+    Part {
+        name: format!("shard {shard}"),
+        hostname: report.meta.hostname.clone(),
+        started_at: report.meta.started_at.clone(),
+        complete: report.meta.complete,
+        totals: report.totals,
+        unattributed: report.unattributed,
+        shared,
+        end: report.end,
+        nodes: alone,
+    }
+}
+
+fn max_gauges(a: Gauges, b: Gauges) -> Gauges {
+    Gauges {
+        gc_heap_bytes: a.gc_heap_bytes.max(b.gc_heap_bytes),
+        rss_bytes: a.rss_bytes.max(b.rss_bytes),
+        peak_rss_bytes: a.peak_rss_bytes.max(b.peak_rss_bytes),
+    }
+}
+
+/// Phases of the same name add up, in the order the first shard has them.
+fn summed_phases(shards: &[(PathBuf, Report)]) -> Vec<crate::report::Phase> {
+    let mut phases: Vec<crate::report::Phase> = Vec::new();
+    for (_, report) in shards {
+        for phase in &report.phases {
+            match phases.iter_mut().find(|p| p.name == phase.name) {
+                Some(p) => p.cost.add(&phase.cost),
+                None => phases.push(phase.clone()),
+            }
+        }
+    }
+    phases
+}
+
+/// A pre-order of the joined tree with siblings sorted by name, as one walk visits them (Nix
+/// lists attributes in byte order); measure labels keep their order of first appearance.
+fn preorder_by_name(nodes: &[Node]) -> Vec<u32> {
+    let mut children: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+    let mut roots = Vec::new();
+    for node in nodes {
+        match node.parent {
+            Some(p) => children[p as usize].push(node.id),
+            None => roots.push(node.id),
+        }
+    }
+    let sort = |ids: &mut Vec<u32>| {
+        ids.sort_by(|&a, &b| {
+            let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+            let measure = |n: &Node| n.kind == Kind::Measure;
+            measure(a).cmp(&measure(b)).then_with(|| if measure(a) { a.id.cmp(&b.id) } else { a.path.last().cmp(&b.path.last()) })
+        })
+    };
+    sort(&mut roots);
+    let mut order = Vec::with_capacity(nodes.len());
+    let mut stack: Vec<u32> = roots.into_iter().rev().collect();
+    while let Some(id) = stack.pop() {
+        order.push(id);
+        let kids = &mut children[id as usize];
+        sort(kids);
+        stack.extend(kids.iter().rev());
+    }
+    order
+}
+
+/// The shards' call trees side by side, frames and walked nodes renumbered. Equal stacks of
+/// different shards stay separate tree nodes; every reader adds them up by frame path.
+fn joined_stacks(shards: &[(PathBuf, Report)], remaps: &[Vec<u32>], new_id: &[u32]) -> Option<Stacks> {
+    let first = shards[0].1.stacks.as_ref()?;
+    let mut joined = Stacks { source: first.source.clone(), ..Stacks::default() };
+    let mut frame_ids: HashMap<String, u32> = HashMap::new();
+    for ((_, report), remap) in shards.iter().zip(remaps) {
+        let Some(stacks) = &report.stacks else { continue };
+        joined.depth_cap = joined.depth_cap.max(stacks.depth_cap);
+        joined.node_cap += stacks.node_cap;
+        joined.folded_calls += stacks.folded_calls;
+        let frames: Vec<u32> = stacks
+            .frames
+            .iter()
+            .map(|f| {
+                let next = frame_ids.len() as u32;
+                *frame_ids.entry(f.clone()).or_insert_with(|| {
+                    joined.frames.push(f.clone());
+                    next
+                })
+            })
+            .collect();
+        let offset = joined.nodes.len() as u32;
+        joined.nodes.extend(stacks.nodes.iter().map(|n| StackNode {
+            parent: n.parent.map(|p| p + offset),
+            walk_node: n.walk_node.map(|w| new_id[remap[w as usize] as usize]),
+            frame: frames[n.frame as usize],
+            calls: n.calls,
+            cost: n.cost,
+        }));
+    }
+    Some(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{node, report};
+
+    fn shard(index: u32, count: u32, nodes: Vec<Node>, unattributed: u64) -> (PathBuf, Report) {
+        let mut r = report(nodes);
+        r.meta.shard = Some(Shard { index, count });
+        r.meta.complete = true;
+        r.unattributed = Cost { thunks: unattributed, ..Cost::default() };
+        r.totals = r.charged_sum();
+        (PathBuf::from(format!("s{index}.json")), r)
+    }
+
+    /// Two shards of `packages.x86_64-linux.{a,b,c}`: shard 1 walked a and c, shard 2 b.
+    fn two() -> Vec<(PathBuf, Report)> {
+        vec![
+            shard(2, 2, vec![node(0, None, &["packages"], 1), node(1, Some(0), &["packages", "x86_64-linux"], 2), node(2, Some(1), &["packages", "x86_64-linux", "b"], 20)], 7),
+            shard(
+                1,
+                2,
+                vec![
+                    node(0, None, &["packages"], 1),
+                    node(1, Some(0), &["packages", "x86_64-linux"], 3),
+                    node(2, Some(1), &["packages", "x86_64-linux", "a"], 10),
+                    node(3, Some(1), &["packages", "x86_64-linux", "c"], 30),
+                ],
+                5,
+            ),
+        ]
+    }
+
+    #[test]
+    fn join_orders_nodes_like_one_walk_and_conserves_costs() {
+        let joined = join_shards(two(), JoinOptions::default()).unwrap();
+        joined.validate().unwrap();
+        let paths: Vec<String> = joined.nodes.iter().map(|n| n.path.join(".")).collect();
+        assert_eq!(paths, ["packages", "packages.x86_64-linux", "packages.x86_64-linux.a", "packages.x86_64-linux.b", "packages.x86_64-linux.c"]);
+        let thunks: Vec<u64> = joined.nodes.iter().map(|n| n.cost.thunks).collect();
+        assert_eq!(thunks, [2, 5, 10, 20, 30]);
+        assert_eq!(joined.charged_sum(), joined.totals);
+        assert_eq!(joined.totals.thunks, 1 + 2 + 20 + 7 + 1 + 3 + 10 + 30 + 5);
+        assert!(joined.meta.complete && joined.meta.shard.is_none());
+        let [one, two] = &joined.meta.parts[..] else { panic!("{:?}", joined.meta.parts) };
+        assert_eq!((one.name.as_str(), two.name.as_str()), ("shard 1/2", "shard 2/2"));
+        assert_eq!(one.nodes, [2, 4]);
+        assert_eq!(two.nodes, [3]);
+        for part in [one, two] {
+            let mut sum = part.unattributed;
+            sum.add(&part.shared);
+            for &id in &part.nodes {
+                sum.add(&joined.nodes[id as usize].cost);
+            }
+            assert_eq!(sum, part.totals, "{}", part.name);
+        }
+    }
+
+    #[test]
+    fn join_refuses_missing_duplicate_foreign_and_mismatched_shards() {
+        let mut shards = two();
+        shards.remove(0);
+        let e = join_shards(shards.clone(), JoinOptions::default()).unwrap_err();
+        assert_eq!(e.to_string(), "shard 2/2 is missing; give every shard's report, or --allow-missing to join a partial walk");
+        let partial = join_shards(shards.clone(), JoinOptions { allow_missing: true }).unwrap();
+        assert!(!partial.meta.complete);
+
+        let mut twice = two();
+        twice.push(twice[0].clone());
+        assert!(matches!(join_shards(twice, JoinOptions::default()), Err(JoinError::Duplicate(..))));
+
+        let mut foreign = two();
+        foreign[1].1.meta.shard = None;
+        assert_eq!(join_shards(foreign, JoinOptions::default()).unwrap_err(), JoinError::NotAShard("s1.json".into()));
+
+        let mut three = two();
+        three[1].1.meta.shard = Some(Shard { index: 1, count: 3 });
+        assert!(matches!(join_shards(three, JoinOptions::default()), Err(JoinError::CountsDiffer(..))));
+
+        let mut moved = two();
+        moved[1].1.meta.flake = Some(crate::report::FlakeMeta { locked_url: "git+file:///src?rev=bbb".into(), ..Default::default() });
+        let e = join_shards(moved, JoinOptions::default()).unwrap_err();
+        assert!(e.to_string().starts_with("s2.json and s1.json walked different flakes"), "{e}");
+    }
+
+    #[test]
+    fn stacks_are_renumbered_into_the_joined_nodes() {
+        let mut shards = two();
+        for (frame, (_, r)) in ["f.nix:1:1", "g.nix:2:2"].iter().zip(shards.iter_mut()) {
+            let leaf = r.nodes.len() as u32 - 1;
+            r.stacks = Some(Stacks {
+                source: "eval-profiler".into(),
+                frames: vec![frame.to_string()],
+                nodes: vec![StackNode { parent: None, walk_node: Some(leaf), frame: 0, calls: 1, cost: Cost::default() }],
+                ..Stacks::default()
+            });
+        }
+        let joined = join_shards(shards, JoinOptions::default()).unwrap();
+        joined.validate().unwrap();
+        let stacks = joined.stacks.unwrap();
+        let under: Vec<(String, String)> = stacks
+            .nodes
+            .iter()
+            .map(|n| (stacks.frames[n.frame as usize].clone(), joined.nodes[n.walk_node.unwrap() as usize].path.join(".")))
+            .collect();
+        // Shard 1 (given second) comes first: its stack ran under c, shard 2's under b.
+        assert_eq!(under, [("g.nix:2:2".into(), "packages.x86_64-linux.c".into()), ("f.nix:1:1".into(), "packages.x86_64-linux.b".into())]);
+    }
+}

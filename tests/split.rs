@@ -1,0 +1,122 @@
+//! Split walks on real Nix: `profile --shard I/N` on each shard, joined by `nix-evalcost merge`,
+//! against one walk of everything.
+
+mod common;
+use common::*;
+use nix_evalcost_core::report::Report;
+use std::collections::BTreeSet;
+
+/// Packages that share nothing (each computes its own fib), a configuration-like entry, lib
+/// entries and a failing package: enough units for every shard of 3 to get some.
+fn split_flake() -> Flake {
+    let system = current_system();
+    let packages: Vec<String> = (0..12).map(|i| format!("p{i} = {{ type = \"derivation\"; v = fib {}; }};", 5 + i % 6)).collect();
+    flake_with(
+        FIB,
+        &format!(
+            "{{ packages.{system} = {{ {} bad = throw \"no\"; }}; lib = {{ a = fib 9; b = fib 7; c = fib 3; }}; \
+             checks.{system}.t = fib 4; formatter.{system} = fib 2; }}",
+            packages.join(" ")
+        ),
+    )
+}
+
+fn node_set(report: &Report) -> BTreeSet<String> {
+    report.nodes.iter().map(|n| n.path.join(".")).collect()
+}
+
+fn merge(args: &[&std::path::Path], extra: &[&str]) -> std::process::Output {
+    cli().arg("merge").args(args).args(extra).output().unwrap()
+}
+
+#[test]
+fn shards_joined_equal_the_whole_walk() {
+    let flake = split_flake();
+    let whole = profile(&flake.url(), &[]);
+    whole.assert_success();
+    let whole = whole.report();
+    let shards: Vec<Run> = (1..=3).map(|i| profile(&flake.url(), &["--shard", &format!("{i}/3")])).collect();
+    let mut units_seen = BTreeSet::new();
+    for (i, run) in shards.iter().enumerate() {
+        run.assert_success();
+        let report = run.report();
+        assert_eq!(report.meta.shard.map(|s| s.to_string()), Some(format!("{}/3", i + 1)));
+        // Each shard is conserved on its own, like any walk.
+        assert_eq!(report.charged_sum(), report.totals, "shard {}", i + 1);
+        let units: BTreeSet<String> = report.nodes.iter().filter(|n| nix_evalcost_core::walk_policy::is_unit(&n.path)).map(|n| n.path.join(".")).collect();
+        assert!(!units.is_empty(), "shard {} walked no unit", i + 1);
+        assert!(units_seen.is_disjoint(&units), "a unit in two shards: {units:?}");
+        units_seen.extend(units);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let joined_path = dir.path().join("joined.json");
+    let paths: Vec<&std::path::Path> = shards.iter().rev().map(|r| r.report_path.as_path()).collect();
+    let out = merge(&paths, &["-o", joined_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let joined = nix_evalcost_core::report_io::read_report(&joined_path).unwrap();
+    joined.validate().unwrap();
+    assert_eq!(node_set(&joined), node_set(&whole));
+    assert!(joined.meta.complete);
+    assert_eq!(joined.meta.parts.len(), 3);
+    assert_eq!(joined.charged_sum(), joined.totals);
+    // Outputs that share nothing cost the same wherever they were walked; the failing one
+    // stays an error.
+    for path in ["lib.a", "lib.b", "checks.x86_64-linux.t"].iter().map(|p| p.replace("x86_64-linux", &current_system())) {
+        assert_eq!(node(&joined, &path).cost.function_calls, node(&whole, &path).cost.function_calls, "{path}");
+        assert_eq!(node(&joined, &path).cost.primop_calls, node(&whole, &path).cost.primop_calls, "{path}");
+    }
+    let bad = format!("packages.{}.bad", current_system());
+    assert!(node(&joined, &bad).error.as_deref().unwrap_or("").contains("no"));
+    // Each part is conserved against its own process's totals.
+    for (part, shard) in joined.meta.parts.iter().zip(&shards) {
+        let shard = shard.report();
+        assert_eq!(part.totals, shard.totals, "{}", part.name);
+        let mut sum = part.unattributed;
+        sum.add(&part.shared);
+        for &id in &part.nodes {
+            sum.add(&joined.nodes[id as usize].cost);
+        }
+        assert_eq!(sum, part.totals, "{}", part.name);
+    }
+
+    // `report` joins shards itself: the same rows as the joined report.
+    let table = |files: &[&std::path::Path]| {
+        let out = cli().arg("report").args(files).args(["--format", "csv", "--top", "100", "--metric", "fncalls"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(table(&paths), table(&[joined_path.as_path()]));
+}
+
+#[test]
+fn merge_refuses_missing_and_foreign_shards_with_one_line() {
+    let flake = split_flake();
+    let one = profile(&flake.url(), &["--shard", "1/2"]);
+    one.assert_success();
+    let out = merge(&[one.report_path.as_path()], &["-o", "/dev/null/never"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("shard 2/2 is missing") && stderr.contains("--allow-missing"), "{stderr}");
+
+    // The other shard of an edited flake: a different revision.
+    std::fs::write(flake.path("flake.nix"), std::fs::read_to_string(flake.path("flake.nix")).unwrap().replace("fib 9", "fib 10")).unwrap();
+    let two = profile(&flake.url(), &["--shard", "2/2"]);
+    two.assert_success();
+    let dir = tempfile::tempdir().unwrap();
+    let joined = dir.path().join("joined.json");
+    let out = merge(&[one.report_path.as_path(), two.report_path.as_path()], &["-o", joined.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("walked different flakes"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_file_absent(&joined);
+
+    // A partial join when asked: marked incomplete.
+    let out = merge(&[one.report_path.as_path()], &["--allow-missing", "-o", joined.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!nix_evalcost_core::report_io::read_report(&joined).unwrap().meta.complete);
+
+    let bad = profile(&flake.url(), &["--shard", "3/2"]);
+    assert_eq!(bad.output.status.code(), Some(2));
+    assert!(bad.stderr().contains("invalid shard '3/2'"), "{}", bad.stderr());
+}

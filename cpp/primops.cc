@@ -2,7 +2,8 @@
 //
 //   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
 //                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ];
-//                           shard ? "" (I/N: this shard's part of the outputs only); }
+//                           shard ? "" (I/N: this shard's part of the outputs only);
+//                           claims ? "" (a parallel walk's claims file); workerRun ? 0; maxRss ? 0; }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
@@ -70,6 +71,19 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     }
     if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
     if (optionalAttr(state, args, "shard")) r.shard = requiredString(state, args, "shard", pos);
+    if (optionalAttr(state, args, "claims")) r.claims = requiredString(state, args, "claims", pos);
+    r.worker_run = 0;
+    if (auto * v = optionalAttr(state, args, "workerRun")) {
+        auto n = state.forceInt(*v, pos, "while evaluating workerRun");
+        if (n.value < 1 || n.value > 1000000) throw nix::Error("builtins.evalcostWalk: workerRun must be between 1 and 1000000");
+        r.worker_run = uint32_t(n.value);
+    }
+    r.max_rss = 0;
+    if (auto * v = optionalAttr(state, args, "maxRss")) {
+        auto n = state.forceInt(*v, pos, "while evaluating maxRss");
+        if (n.value < 0) throw nix::Error("builtins.evalcostWalk: maxRss must not be negative");
+        r.max_rss = uint64_t(n.value);
+    }
     r.stacks = false;
     if (auto * v = optionalAttr(state, args, "stacks"))
         r.stacks = state.forceBool(*v, pos, "while evaluating stacks");

@@ -11,6 +11,8 @@ namespace {
 
 // The parent of the flake's top-level outputs (declared once, in the bridge).
 constexpr uint32_t ROOT = static_cast<uint32_t>(NodeId::Root);
+// A unit another worker of a parallel walk has taken.
+constexpr uint32_t SKIP = static_cast<uint32_t>(NodeId::Skip);
 
 NodeKind kindOf(const nix::Value & v)
 {
@@ -50,7 +52,9 @@ public:
         for (auto & name : plan.names) {
             auto * attr = attrs.attrs()->get(state.symbols.create(std::string(name)));
             if (!attr) continue;
-            visit(node_enter(node, name), *attr->value, plan.select);
+            uint32_t child = node_enter(node, name);
+            if (child == SKIP) continue;
+            visit(child, *attr->value, plan.select);
         }
     }
 

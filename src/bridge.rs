@@ -68,6 +68,8 @@ pub(crate) mod ffi {
     #[repr(u32)]
     enum NodeId {
         Root = 4294967295,
+        /// What `node_enter` returns for a child another worker of a parallel walk has: skip it.
+        Skip = 4294967294,
     }
 
     /// The arguments of `builtins.evalcostWalk`, as the shim read them.
@@ -84,6 +86,11 @@ pub(crate) mod ffi {
         argv: Vec<String>,
         /// `I/N`: walk only shard I of N (empty: the whole walk).
         shard: String,
+        /// A worker of a parallel walk: the claims table it shares with the others (empty: not
+        /// a worker), its run number and its memory budget in bytes (0: none).
+        claims: String,
+        worker_run: u32,
+        max_rss: u64,
     }
 
     /// What the shim learned about the flake while locking it. Empty string: unknown.

@@ -15,6 +15,7 @@ use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::session::{Mode, Outcome, Session};
 use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent, NODE_CAP};
 use nix_evalcost_core::walk_policy::{Shard, Systems};
+use nix_evalcost_core::workers::{RunClaims, SharedClaims, Worker};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -61,7 +62,23 @@ fn with_call_tree<T>(f: impl FnOnce(&mut CallTree) -> T) -> Option<T> {
 
 /// The stacks profiled so far, closed at the current reading.
 pub(crate) fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
-    CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(sensor::call_reading(), ffi::stack_source()))
+    let mut stacks = CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(sensor::call_reading(), ffi::stack_source()))?;
+    if stacks.source == TRACE_SOURCE {
+        // Nix 2.26 names only the call site: read what it calls from the source, while the
+        // files are still where the positions say (the store, on this machine).
+        nix_evalcost_core::callsite::name_call_sites(&mut stacks.frames, read_source);
+    }
+    Some(stacks)
+}
+
+/// The stack source whose frames are bare call sites (Nix up to 2.29).
+const TRACE_SOURCE: &str = "trace-function-calls";
+
+/// A Nix source file's text, if it is readable and of a sane size.
+fn read_source(file: &str) -> Option<String> {
+    const MAX_SOURCE_BYTES: u64 = 64 << 20;
+    let meta = std::fs::metadata(file).ok()?;
+    (meta.is_file() && meta.len() <= MAX_SOURCE_BYTES).then(|| std::fs::read_to_string(file).ok()).flatten()
 }
 
 fn parent_of(id: u32) -> Option<u32> {
@@ -122,7 +139,17 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             shard,
             ..meta("walk", argv)
         };
-        let session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);
+        let mut session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);
+        if !request.claims.is_empty() {
+            if request.worker_run == 0 {
+                return Err("builtins.evalcostWalk: a worker (claims) needs its workerRun".to_string());
+            }
+            let shared = SharedClaims::open(std::path::Path::new(&request.claims))?;
+            let claims = RunClaims { shared, run: request.worker_run };
+            let max_rss = (request.max_rss > 0).then_some(request.max_rss);
+            let worker = Worker { claims: Box::new(claims), max_rss, units_seen: 0, units_walked: 0, retired: false };
+            session.become_worker(worker, request.worker_run);
+        }
         let cap = if request.stacks_nodes == 0 { NODE_CAP } else { request.stacks_nodes as usize };
         CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(|| CallTree::with_cap(cap)));
         INNERMOST_NODE.with(|n| n.set(None));
@@ -156,8 +183,9 @@ pub(crate) fn flake_meta(facts: ffi::FlakeFacts) -> FlakeMeta {
     }
 }
 
+/// The node's id, or `NodeId::Skip` for a unit another worker of a parallel walk has.
 pub fn node_enter(parent: u32, name: &str) -> Result<u32, String> {
-    with_session("entering a node", |s| Ok(s.enter_node(parent_of(parent), name)))
+    with_session("entering a node", |s| Ok(s.enter_walk_node(parent_of(parent), name).unwrap_or(ffi::NodeId::Skip.repr)))
 }
 
 pub fn node_exit(node: u32, facts: &ffi::NodeFacts) -> Result<(), String> {

@@ -120,3 +120,101 @@ fn merge_refuses_missing_and_foreign_shards_with_one_line() {
     assert_eq!(bad.output.status.code(), Some(2));
     assert!(bad.stderr().contains("invalid shard '3/2'"), "{}", bad.stderr());
 }
+
+/// Per output path: (function calls, primop calls), for nodes with no error.
+fn counters(report: &Report) -> std::collections::BTreeMap<String, (u64, u64)> {
+    report.nodes.iter().filter(|n| n.error.is_none()).map(|n| (n.path.join("."), (n.cost.function_calls, n.cost.primop_calls))).collect()
+}
+
+/// Each part is conserved against its own process's totals.
+fn assert_parts_conserved(joined: &Report) {
+    assert_eq!(joined.charged_sum(), joined.totals);
+    for part in &joined.meta.parts {
+        let mut sum = part.unattributed;
+        sum.add(&part.shared);
+        for &id in &part.nodes {
+            sum.add(&joined.nodes[id as usize].cost);
+        }
+        assert_eq!(sum, part.totals, "{}", part.name);
+    }
+}
+
+#[test]
+fn parallel_walks_equal_the_sequential_one() {
+    let flake = split_flake();
+    let one = profile(&flake.url(), &["-j", "1"]);
+    one.assert_success();
+    let two = profile(&flake.url(), &["-j", "2"]);
+    two.assert_success();
+    let whole = profile(&flake.url(), &[]);
+    whole.assert_success();
+    let (one, two, whole) = (one.report(), two.report(), whole.report());
+    assert_eq!(node_set(&one), node_set(&whole));
+    assert_eq!(node_set(&two), node_set(&whole));
+    // Units share nothing here: each costs the same whichever worker walked it. Structure nodes
+    // (walked by every worker) add up over the workers, so compare units only.
+    let units = |r: &Report| -> std::collections::BTreeMap<String, (u64, u64)> {
+        counters(r).into_iter().filter(|(p, _)| nix_evalcost_core::walk_policy::is_unit(&p.split('.').map(str::to_string).collect::<Vec<_>>())).collect()
+    };
+    assert_eq!(units(&one), units(&whole));
+    assert_eq!(units(&two), units(&whole));
+    assert!(two.meta.complete && two.meta.parts.len() >= 2, "{:?}", two.meta.parts.iter().map(|p| &p.name).collect::<Vec<_>>());
+    assert_parts_conserved(&one);
+    assert_parts_conserved(&two);
+    // Every unit was walked by exactly one worker, and the report says which.
+    let mut owners = std::collections::BTreeMap::new();
+    for part in &two.meta.parts {
+        for &id in &part.nodes {
+            assert!(owners.insert(id, part.name.clone()).is_none());
+        }
+    }
+    for node in two.nodes.iter().filter(|n| nix_evalcost_core::walk_policy::is_unit(&n.path)) {
+        assert!(owners.contains_key(&node.id), "{} has no worker", node.path.join("."));
+    }
+}
+
+#[test]
+fn a_killed_worker_loses_only_its_output() {
+    // Evaluating lib.killer SIGKILLs the nix evaluating it, as the kernel's OOM killer would.
+    let system = current_system();
+    let flake = flake_with(
+        FIB,
+        &format!(
+            "{{ lib = {{ a = fib 9; b = fib 7; killer = builtins.exec [ \"sh\" \"-c\" \"kill -9 $PPID\" ]; m = fib 5; z = fib 3; }}; \
+             packages.{system} = {{ p = fib 6; q = fib 8; }}; }}"
+        ),
+    );
+    let run = profile(&flake.url(), &["-j", "2", "--", "--option", "allow-unsafe-native-code-during-evaluation", "true"]);
+    run.assert_success();
+    assert!(run.stderr().contains("was killed by SIGKILL"), "{}", run.stderr());
+    let report = run.report();
+    assert!(report.meta.complete);
+    let killer = node(&report, "lib.killer");
+    assert!(killer.error.as_deref().unwrap_or("").contains("killed by SIGKILL"), "{killer:?}");
+    for path in ["lib.a", "lib.b", "lib.m", "lib.z", &format!("packages.{system}.p"), &format!("packages.{system}.q")] {
+        let n = node(&report, path);
+        assert!(n.error.is_none(), "{path}: {:?}", n.error);
+        assert!(n.cost.function_calls > 0, "{path} was not walked");
+    }
+    assert_eq!(node(&report, "lib.a").cost.function_calls, 109, "fib 9 makes 2*F(10)-1 = 109 calls");
+    assert_parts_conserved(&report);
+}
+
+#[test]
+fn a_worker_over_its_memory_budget_is_replaced() {
+    let flake = flake_with(FIB, "{ lib = { a = fib 9; b = fib 7; c = fib 5; }; }");
+    // Any worker is over 1 MiB: each walks one output, which is then recorded as over budget.
+    let run = profile(&flake.url(), &["-j", "1", "--max-memory", "1MiB"]);
+    run.assert_success();
+    let report = run.report();
+    for path in ["lib.a", "lib.b", "lib.c"] {
+        let error = node(&report, path).error.clone().unwrap_or_default();
+        assert!(error.contains("out of memory budget") && error.contains("(--max-memory "), "{path}: {error}");
+    }
+    assert_eq!(node(&report, "lib.a").cost.function_calls, 109);
+    let replaced = report.meta.parts.iter().filter(|p| p.ended.as_deref().is_some_and(|e| e.contains("memory budget"))).count();
+    assert_eq!(replaced, 3, "{:?}", report.meta.parts.iter().map(|p| (&p.name, &p.ended)).collect::<Vec<_>>());
+    assert_parts_conserved(&report);
+    let bad = profile(&flake.url(), &["--max-memory", "lots"]);
+    assert_eq!(bad.output.status.code(), Some(2));
+}

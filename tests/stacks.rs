@@ -105,6 +105,43 @@ fn fib_frames_have_exact_counts() {
     assert_eq!(traced, n.cost.function_calls + n.cost.primop_calls);
 }
 
+/// `frame` with its store path shortened to `source/` (the hash differs per machine).
+fn without_store_hash(frame: &str) -> String {
+    match (frame.find("/nix/store/"), frame.find("-source/")) {
+        (Some(start), Some(end)) if start < end => format!("{}source/{}", &frame[..start], &frame[end + "-source/".len()..]),
+        _ => frame.to_string(),
+    }
+}
+
+/// The 1-based column of `needle` in SOURCE's 1-based `line` (Nix counts columns in bytes).
+fn column(line: usize, needle: &str) -> usize {
+    SOURCE.lines().nth(line - 1).unwrap().find(needle).unwrap() + 1
+}
+
+#[test]
+fn frames_name_the_called_function_on_every_nix() {
+    let (_, report, _) = stacked_walk(&[]);
+    let frames: BTreeMap<String, u64> = calls_by_frame(&report, "lib.fib").into_iter().map(|(f, c)| (without_store_hash(&f), c)).collect();
+    let (calls, inner) = (fib_calls(15), (fib_calls(15) - 1) / 2);
+    let lambda = |at: String| format!("fib source/flake.nix:{at}");
+    let expected: BTreeMap<String, u64> = match report.stacks.as_ref().unwrap().source.as_str() {
+        // 2.30+: the callee, at the lambda's own position (`n: …`, line 4).
+        "eval-profiler" => [(lambda(format!("4:{}", column(4, "n: if"))), calls)].into(),
+        // 2.26: the called name at each call site: `fib 15` on line 10, and the two recursive
+        // calls on line 4, 986 calls each.
+        _ => [
+            (lambda(format!("10:{}", column(10, "fib 15"))), 1),
+            (lambda(format!("4:{}", column(4, "fib (n - 1)"))), inner),
+            (lambda(format!("4:{}", column(4, "fib (n - 2)"))), inner),
+        ]
+        .into(),
+    };
+    let mut expected = expected;
+    expected.insert("primop lessThan".into(), calls);
+    expected.insert("primop sub".into(), 2 * inner);
+    assert_eq!(frames, expected);
+}
+
 #[test]
 fn per_lambda_counts_match_nix_count_calls() {
     let (_, report, stats) = stacked_walk(&[("NIX_COUNT_CALLS", "1")]);

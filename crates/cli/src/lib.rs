@@ -13,6 +13,7 @@ mod cmd {
     pub mod info;
     pub mod inputs;
     pub mod merge;
+    pub mod parallel;
     pub mod profile;
     pub mod report;
 }

@@ -140,6 +140,19 @@ pub struct Walk {
     pub argv: Vec<String>,
     /// Walk only this shard of the outputs.
     pub shard: Option<nix_evalcost_core::walk_policy::Shard>,
+    /// A worker of a parallel walk (`profile -j N`).
+    pub worker: Option<WorkerWalk>,
+}
+
+/// What makes a walk one worker of a parallel walk.
+#[derive(Clone, Debug)]
+pub struct WorkerWalk {
+    /// The claims table all workers share.
+    pub claims: PathBuf,
+    /// This worker's run number (1, 2, …).
+    pub run: u32,
+    /// Its memory budget: it takes no more units past this resident size.
+    pub max_rss: Option<u64>,
 }
 
 impl Walk {
@@ -150,7 +163,15 @@ impl Walk {
             WalkSystems::All => "systems = \"all\"; ".into(),
             WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
         };
-        let shard = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
+        let mut shard = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
+        if let Some(worker) = &self.worker {
+            shard.push_str(&format!(
+                "claims = {}; workerRun = {}; maxRss = {}; ",
+                nix_string(&worker.claims.to_string_lossy()),
+                worker.run,
+                worker.max_rss.unwrap_or(0)
+            ));
+        }
         format!(
             "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; {shard}argv = {}; }}",
             nix_string(&self.flake),
@@ -348,6 +369,7 @@ mod tests {
             stacks_nodes: 20_000,
             argv: vec!["nix-evalcost".into(), "profile".into()],
             shard: None,
+            worker: None,
         }
     }
 

@@ -43,15 +43,12 @@ pub struct Frame<'a> {
     pub column: Option<u32>,
 }
 
-/// Whether frames of this stack source lead with the function's name (Nix 2.30+).
-fn names_functions(source: &str) -> bool {
-    source == "eval-profiler"
-}
-
-/// `name` taken apart, as the stack source `source` writes it.
-pub fn parse_frame<'a>(name: &'a str, source: &str) -> Frame<'a> {
+/// `name` taken apart: `FUNCTION POSITION` (Nix 2.30+, and 2.26 frames named from the source
+/// at their call site), or a bare `POSITION` (2.26 frames that could not be named, and 2.26
+/// reports from before naming), which starts with its file's absolute path.
+pub fn parse_frame<'a>(name: &'a str, _source: &str) -> Frame<'a> {
     let (function, position) = match name.split_once(' ') {
-        Some((function, position)) if names_functions(source) && !name.starts_with('[') => (Some(function), position),
+        Some((function, position)) if !name.starts_with(['[', '/']) => (Some(function), position),
         _ => (None, name),
     };
     let mut parts = position.rsplitn(3, ':');
@@ -286,6 +283,8 @@ mod tests {
         assert_eq!(parse_frame("[truncated]", "eval-profiler").file, None);
         assert_eq!(parse_frame("[folded: the call tree was full]", "eval-profiler").function, None);
         assert_eq!(parse_frame("«lambda» «string»:1:2", "eval-profiler").file, Some("«string»"));
+        let named = parse_frame("lib.mapAttrs /src/flake.nix:14:8", "trace-function-calls");
+        assert_eq!((named.function, named.file, named.line), (Some("lib.mapAttrs"), Some("/src/flake.nix"), Some(14)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Joining the shards of one split walk (`profile --shard I/N`, one per CI job or machine) into
-//! one report, as if one process had walked everything.
+//! Joining the parts of one split walk into one report, as if one process had walked
+//! everything: the shards of `profile --shard I/N` (one per CI job or machine), or the workers
+//! of `profile -j N`.
 //!
 //! A unit (see [`walk_policy::unit_depth`]) is walked by exactly one shard; the structure above
 //! the units (`packages`, `packages.x86_64-linux`) by every shard. A joined node walked by
@@ -48,14 +49,42 @@ fn missing_shards(missing: &[String]) -> String {
     }
 }
 
+/// One process's report in a join.
+pub struct PartReport {
+    /// `shard 2/3`, `worker 3`.
+    pub name: String,
+    /// How the process ended, when not by finishing its part.
+    pub ended: Option<String>,
+    pub report: Report,
+}
+
 /// Joins the shards' reports (each with the file it came from, for messages).
 pub fn join_shards(mut shards: Vec<(PathBuf, Report)>, options: JoinOptions) -> Result<Report, JoinError> {
-    let labelled = check_shards(&mut shards, options)?;
+    let present = check_shards(&mut shards, options)?;
+    let complete = shards.iter().all(|(_, r)| r.meta.complete) && present.len() as u32 == present[0].count;
+    let parts: Vec<PartReport> =
+        shards.into_iter().zip(&present).map(|((_, report), shard)| PartReport { name: format!("shard {shard}"), ended: None, report }).collect();
+    let mut joined = join_parts(&parts, &[], complete);
+    joined.meta.shard = None;
+    Ok(joined)
+}
+
+/// Joins the reports of a parallel walk's workers (`profile -j N`). `lost` are the units whose
+/// worker died while walking them, each with why: they become error nodes.
+pub fn join_workers(parts: &[PartReport], lost: &[(Vec<String>, String)]) -> Report {
+    let complete = parts.iter().all(|p| p.report.meta.complete);
+    join_parts(parts, lost, complete)
+}
+
+fn join_parts(parts: &[PartReport], lost: &[(Vec<String>, String)], complete: bool) -> Report {
     let mut joined = Joined::default();
-    for (part, (_, report)) in shards.iter().enumerate() {
-        joined.add(part, report);
+    for (i, part) in parts.iter().enumerate() {
+        joined.add(i, &part.report);
     }
-    Ok(joined.finish(&shards, &labelled))
+    for (path, why) in lost {
+        joined.add_lost(path, why);
+    }
+    joined.finish(parts, complete)
 }
 
 /// Checks that the shards belong together; sorts them by index and returns each one's shard.
@@ -111,6 +140,8 @@ fn walk_identity(report: &Report) -> [(&'static str, String); 5] {
 enum Walker {
     One(usize),
     Several,
+    /// A lost unit, or an ancestor no report had.
+    Nobody,
 }
 
 #[derive(Default)]
@@ -163,7 +194,44 @@ impl Joined {
         self.walkers[id as usize] = Walker::Several;
     }
 
-    fn finish(self, shards: &[(PathBuf, Report)], present: &[Shard]) -> Report {
+    /// A unit no report has because its worker died on it: an error node (with any ancestors
+    /// no report had), costing nothing; what it cost died with the worker.
+    fn add_lost(&mut self, path: &[String], why: &str) {
+        let mut parent = None;
+        for depth in 1..=path.len() {
+            let key = (path[..depth].to_vec(), false);
+            let id = match self.index.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = self.nodes.len() as u32;
+                    let mut node = Node {
+                        id,
+                        parent,
+                        path: key.0.clone(),
+                        kind: Kind::Unknown,
+                        is_derivation: false,
+                        drv_path: None,
+                        system: crate::walk_policy::system_of(&key.0).map(str::to_string),
+                        error: None,
+                        calls: 0,
+                        cost: Cost::default(),
+                        after: Gauges::default(),
+                    };
+                    if depth == path.len() {
+                        node.kind = Kind::Error;
+                        node.error = Some(why.to_string());
+                    }
+                    self.nodes.push(node);
+                    self.walkers.push(Walker::Nobody);
+                    self.index.insert(key, id);
+                    id
+                }
+            };
+            parent = Some(id);
+        }
+    }
+
+    fn finish(self, parts: &[PartReport], complete: bool) -> Report {
         let order = preorder_by_name(&self.nodes);
         let mut new_id = vec![0u32; self.nodes.len()];
         for (new, &old) in order.iter().enumerate() {
@@ -177,27 +245,22 @@ impl Joined {
                 Node { id: new as u32, parent: node.parent.map(|p| new_id[p as usize]), ..node.clone() }
             })
             .collect();
-        let parts = shards
-            .iter()
-            .zip(present)
-            .enumerate()
-            .map(|(i, ((_, report), shard))| part_of(i, report, shard, &self.remaps[i], &self.walkers, &new_id))
-            .collect::<Vec<_>>();
-        let first = &shards[0].1;
+        let reports: Vec<&Report> = parts.iter().map(|p| &p.report).collect();
+        let described = parts.iter().enumerate().map(|(i, part)| part_of(i, part, &self.remaps[i], &self.walkers, &new_id)).collect::<Vec<_>>();
+        let first = reports[0];
         let mut totals = Cost::default();
         let mut unattributed = Cost::default();
         let mut end = Gauges::default();
-        for (_, report) in shards {
+        for report in &reports {
             totals.add(&report.totals);
             unattributed.add(&report.unattributed);
             end = max_gauges(end, report.end);
         }
-        let complete = shards.iter().all(|(_, r)| r.meta.complete) && present.len() as u32 == present[0].count;
         let mut meta = first.meta.clone();
-        meta.shard = None;
+        meta.worker = None;
         meta.complete = complete;
-        meta.parts = parts;
-        meta.started_at = shards.iter().map(|(_, r)| r.meta.started_at.clone()).min().unwrap_or_default();
+        meta.parts = described;
+        meta.started_at = reports.iter().map(|r| r.meta.started_at.clone()).min().unwrap_or_default();
         Report {
             schema: first.schema.clone(),
             schema_version: first.schema_version,
@@ -206,14 +269,15 @@ impl Joined {
             totals,
             unattributed,
             end,
-            phases: summed_phases(shards),
+            phases: summed_phases(&reports),
             nodes,
-            stacks: joined_stacks(shards, &self.remaps, &new_id),
+            stacks: joined_stacks(&reports, &self.remaps, &new_id),
         }
     }
 }
 
-fn part_of(i: usize, report: &Report, shard: &Shard, remap: &[u32], walkers: &[Walker], new_id: &[u32]) -> Part {
+fn part_of(i: usize, part: &PartReport, remap: &[u32], walkers: &[Walker], new_id: &[u32]) -> Part {
+    let report = &part.report;
     let mut shared = Cost::default();
     let mut alone = Vec::new();
     for (node, &id) in report.nodes.iter().zip(remap) {
@@ -224,7 +288,7 @@ fn part_of(i: usize, report: &Report, shard: &Shard, remap: &[u32], walkers: &[W
     }
     alone.sort_unstable();
     Part {
-        name: format!("shard {shard}"),
+        name: part.name.clone(),
         hostname: report.meta.hostname.clone(),
         started_at: report.meta.started_at.clone(),
         complete: report.meta.complete,
@@ -233,6 +297,7 @@ fn part_of(i: usize, report: &Report, shard: &Shard, remap: &[u32], walkers: &[W
         shared,
         end: report.end,
         nodes: alone,
+        ended: part.ended.clone(),
     }
 }
 
@@ -245,9 +310,9 @@ fn max_gauges(a: Gauges, b: Gauges) -> Gauges {
 }
 
 /// Phases of the same name add up, in the order the first shard has them.
-fn summed_phases(shards: &[(PathBuf, Report)]) -> Vec<crate::report::Phase> {
+fn summed_phases(reports: &[&Report]) -> Vec<crate::report::Phase> {
     let mut phases: Vec<crate::report::Phase> = Vec::new();
-    for (_, report) in shards {
+    for report in reports {
         for phase in &report.phases {
             match phases.iter_mut().find(|p| p.name == phase.name) {
                 Some(p) => p.cost.add(&phase.cost),
@@ -290,11 +355,11 @@ fn preorder_by_name(nodes: &[Node]) -> Vec<u32> {
 
 /// The shards' call trees side by side, frames and walked nodes renumbered. Equal stacks of
 /// different shards stay separate tree nodes; every reader adds them up by frame path.
-fn joined_stacks(shards: &[(PathBuf, Report)], remaps: &[Vec<u32>], new_id: &[u32]) -> Option<Stacks> {
-    let first = shards[0].1.stacks.as_ref()?;
+fn joined_stacks(reports: &[&Report], remaps: &[Vec<u32>], new_id: &[u32]) -> Option<Stacks> {
+    let first = reports[0].stacks.as_ref()?;
     let mut joined = Stacks { source: first.source.clone(), ..Stacks::default() };
     let mut frame_ids: HashMap<String, u32> = HashMap::new();
-    for ((_, report), remap) in shards.iter().zip(remaps) {
+    for (report, remap) in reports.iter().zip(remaps) {
         let Some(stacks) = &report.stacks else { continue };
         joined.depth_cap = joined.depth_cap.max(stacks.depth_cap);
         joined.node_cap += stacks.node_cap;

@@ -20,6 +20,7 @@
 
 pub mod accounting;
 pub mod attrpath;
+pub mod callsite;
 pub mod compare;
 pub mod cost;
 pub mod gate;
@@ -41,3 +42,4 @@ pub mod stacks;
 pub mod stats;
 pub mod units;
 pub mod walk_policy;
+pub mod workers;

@@ -62,9 +62,25 @@ pub struct Meta {
     /// A shard's report (`profile --shard I/N`): which part of the split walk it holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::walk_policy::Shard>,
-    /// A joined report (`nix-evalcost merge` of shards): the processes that walked it.
+    /// A worker's report (`profile -j N`): which run it was and how it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerMeta>,
+    /// A joined report (`nix-evalcost merge` of shards, `profile -j N`): the processes that
+    /// walked it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
+}
+
+/// A worker of a parallel walk, as its own report records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerMeta {
+    /// The worker run (1, 2, …; a replaced worker's successor has a new run).
+    pub run: u32,
+    /// Units it walked.
+    pub units: u32,
+    /// It stopped taking units because its resident memory exceeded `--max-memory`.
+    pub retired: bool,
 }
 
 /// One process of a joined walk. Its costs are conserved on their own:
@@ -72,7 +88,7 @@ pub struct Meta {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Part {
-    /// `shard 2/3`.
+    /// `shard 2/3`, `worker 3`.
     pub name: String,
     pub hostname: String,
     pub started_at: String,
@@ -87,6 +103,10 @@ pub struct Part {
     pub end: Gauges,
     /// The nodes (ids of the joined report) this part alone walked.
     pub nodes: Vec<u32>,
+    /// How the process ended, when not by finishing its part: `replaced: over the memory
+    /// budget`, `killed by SIGKILL while walking packages.x86_64-linux.big`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@
 use crate::accounting::Ledger;
 use crate::cost::{Cost, Gauges, Sizes};
 use crate::protocol::Progress;
-use crate::report::{FlakeMeta, Kind, Meta, Node, Phase, Report, SCHEMA, SCHEMA_VERSION};
+use crate::report::{FlakeMeta, Kind, Meta, Node, Phase, Report, WorkerMeta, SCHEMA, SCHEMA_VERSION};
+use crate::workers::Worker;
 use crate::stacks::Stacks;
 use crate::walk_policy::{self, Plan, Systems};
 use std::collections::HashMap;
@@ -82,6 +83,9 @@ pub struct Session<S: Sensor> {
     open_phase: Option<(String, Cost)>,
     started: Cost,
     progress: Option<Box<dyn Progress>>,
+    /// A worker of a parallel walk: the units it claimed, by node id.
+    worker: Option<Worker>,
+    worker_units: HashMap<u32, u32>,
 }
 
 impl<S: Sensor> Session<S> {
@@ -101,6 +105,8 @@ impl<S: Sensor> Session<S> {
             open_phase: None,
             started: start,
             progress,
+            worker: None,
+            worker_units: HashMap::new(),
         }
     }
 
@@ -121,15 +127,50 @@ impl<S: Sensor> Session<S> {
         self.meta.flake.is_some()
     }
 
+    /// Makes this walk a worker of a parallel walk: it walks only the units it claims.
+    pub fn become_worker(&mut self, worker: Worker, run: u32) {
+        self.worker = Some(worker);
+        self.meta.worker = Some(WorkerMeta { run, ..WorkerMeta::default() });
+    }
+
     /// Which children of `parent`'s attribute set the walk visits (see [`walk_policy`]); a
-    /// shard's walk keeps only its own units.
+    /// shard's walk keeps only its own units, a retired worker nothing more.
     pub fn plan_children(&self, parent: Option<u32>, names: Vec<String>) -> Plan {
         let path = self.path_of(parent);
         let mut plan = walk_policy::plan_children(path, names, &self.systems);
         if let Some(shard) = self.meta.shard {
             plan.visit.retain(|name| shard.walks(path, name));
         }
+        if self.worker.as_ref().is_some_and(|w| w.retired) {
+            plan.visit.clear();
+        }
         plan
+    }
+
+    /// Like [`Session::enter_node`] for the walker: `None` when the child is a unit that
+    /// another worker of a parallel walk has (or this one is retired), and is skipped.
+    pub fn enter_walk_node(&mut self, parent: Option<u32>, name: &str) -> Option<u32> {
+        if let Some(worker) = &mut self.worker {
+            let mut child = self.nodes.get(parent.unwrap_or(u32::MAX) as usize).map_or_else(Vec::new, |n| n.path.clone());
+            child.push(name.to_string());
+            if walk_policy::is_unit(&child) {
+                if worker.retired {
+                    return None;
+                }
+                let index = worker.units_seen;
+                worker.units_seen += 1;
+                if !worker.claims.claim(index) {
+                    return None;
+                }
+                if let Some(progress) = &mut self.progress {
+                    progress.unit(self.nodes.len(), &child);
+                }
+                let id = self.enter_node(parent, name);
+                self.worker_units.insert(id, index);
+                return Some(id);
+            }
+        }
+        Some(self.enter_node(parent, name))
     }
 
     /// Ends the open phase (if any) and starts `next` (if any), at a fresh reading.
@@ -154,7 +195,29 @@ impl<S: Sensor> Session<S> {
         self.leave(id)?;
         let error = outcome.error.as_deref().map(clean_error).filter(|e| !e.is_empty());
         self.nodes[id as usize].outcome = Outcome { error, ..outcome };
+        if let Some(index) = self.worker_units.remove(&id) {
+            self.unit_done(id, index);
+        }
         Ok(())
+    }
+
+    /// A worker finished a unit: it is walked, and the worker retires if it is over its memory
+    /// budget. A unit that took a fresh worker over the budget alone is an error.
+    fn unit_done(&mut self, id: u32, index: u32) {
+        let Some(worker) = &mut self.worker else { return };
+        worker.claims.done(index);
+        worker.units_walked += 1;
+        let rss = self.nodes[id as usize].after.rss_bytes;
+        let Some(budget) = worker.max_rss.filter(|&b| rss > b) else { return };
+        worker.retired = true;
+        let outcome = &mut self.nodes[id as usize].outcome;
+        if worker.units_walked == 1 && outcome.error.is_none() {
+            outcome.error = Some(format!(
+                "out of memory budget: walking this output alone took the worker to {} resident (--max-memory {})",
+                crate::units::bytes(rss),
+                crate::units::bytes(budget)
+            ));
+        }
     }
 
     /// Passive profiling: the whole evaluation is one entry node, `label`, evaluated in the phase
@@ -253,6 +316,10 @@ impl<S: Sensor> Session<S> {
         self.ledger.close_all(now);
         self.phases.push(Phase { name: "total".into(), cost: now.since(&self.started) });
         self.meta.complete = complete;
+        if let (Some(meta), Some(worker)) = (&mut self.meta.worker, &self.worker) {
+            meta.units = worker.units_walked;
+            meta.retired = worker.retired;
+        }
         if let Some(progress) = &mut self.progress {
             progress.done(self.nodes.len());
         }

@@ -35,7 +35,7 @@ pub struct FunctionsArgs {
     /// stacks add up.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// One row per function (the frame: the called function on Nix >= 2.30, the call site on
+    /// One row per function (the frame: the called function on Nix >= 2.30, the called function per call site on
     /// 2.26) or per file.
     #[arg(long, default_value = "function", value_parser = choice(&Grouping::ALL, Grouping::name))]
     by: Grouping,

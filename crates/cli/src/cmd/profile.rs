@@ -27,10 +27,27 @@ pub struct ProfileArgs {
     /// flamegraphs).
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Walk with N worker `nix` processes, which hand the outputs out among themselves as they
+    /// go; their reports are joined into one.
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: Option<u16>,
+    /// With -j: a worker whose resident memory exceeds SIZE (e.g. 4GiB) after an output takes
+    /// no more and is replaced; an output that alone takes a fresh worker past it is recorded
+    /// as an error. Implies -j 1 without -j.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_memory: Option<u64>,
     #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
     select: SelectArgs,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let bytes = nix_evalcost_core::gate::quantity(text, nix_evalcost_core::units::Unit::Bytes)?;
+    if bytes < 1.0 {
+        return Err(format!("invalid size '{text}': give a positive size such as 4GiB"));
+    }
+    Ok(bytes as u64)
 }
 
 /// How a walk is run (shared by `profile` and `bench`).
@@ -38,36 +55,36 @@ pub struct ProfileArgs {
 pub struct WalkArgs {
     /// The plugin to load [default: libnix_evalcost.so next to this binary].
     #[arg(long, env = "NIX_EVALCOST_PLUGIN")]
-    plugin: Option<PathBuf>,
+    pub(crate) plugin: Option<PathBuf>,
     /// The `nix` to run.
     #[arg(long, env = "NIX_EVALCOST_NIX", default_value = "nix")]
-    nix: PathBuf,
+    pub(crate) nix: PathBuf,
     /// Systems to walk, comma-separated, or `all` [default: the current system].
     #[arg(long, value_delimiter = ',')]
-    systems: Vec<String>,
+    pub(crate) systems: Vec<String>,
     /// Do not force `drvPath` of derivations (no .drv files are written; derivations then cost
     /// only their attribute set).
     #[arg(long)]
-    no_drv_paths: bool,
+    pub(crate) no_drv_paths: bool,
     /// Also profile call stacks (every Nix call, exact) and write time and memory flamegraphs
     /// next to the report (`<name>.wall.svg`, `<name>.alloc.svg`).
     #[arg(long)]
-    stacks: bool,
+    pub(crate) stacks: bool,
     /// With --stacks: the most distinct call stacks kept (call-tree nodes, about 0.5 KB each).
     /// Calls beyond are charged to their callers, and the report says how many.
     #[arg(long, value_name = "N", default_value_t = nix_evalcost_core::stacks::NODE_CAP)]
-    stacks_nodes: usize,
+    pub(crate) stacks_nodes: usize,
     /// Walk only shard I of N of the outputs (a deterministic split by attribute path, the same
     /// on every machine), e.g. one job of a CI matrix each; `nix-evalcost merge` joins the
     /// shards' reports into one.
     #[arg(long, value_name = "I/N", value_parser = nix_evalcost_core::walk_policy::Shard::parse)]
-    shard: Option<nix_evalcost_core::walk_policy::Shard>,
+    pub(crate) shard: Option<nix_evalcost_core::walk_policy::Shard>,
     /// Never show the progress bar.
     #[arg(long)]
-    no_progress: bool,
+    pub(crate) no_progress: bool,
     /// Extra arguments for `nix eval` (after `--`), e.g. `-- --option max-call-depth 20000`.
     #[arg(last = true)]
-    nix_args: Vec<String>,
+    pub(crate) nix_args: Vec<String>,
 }
 
 /// What one walk gave.
@@ -83,7 +100,14 @@ pub enum Walked {
 pub fn run(args: ProfileArgs) -> Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = cwd.join(&args.output);
-    let report = match walk_to(&args.walk, &args.flake, &output)? {
+    let walked = match (args.jobs, args.max_memory) {
+        (None, None) => walk_to(&args.walk, &args.flake, &output)?,
+        (jobs, max_rss) => {
+            let parallel = super::parallel::Parallel { jobs: usize::from(jobs.unwrap_or(1)), max_rss };
+            super::parallel::walk_parallel(&args.walk, &args.flake, &output, parallel)?
+        }
+    };
+    let report = match walked {
         Walked::Done(report) => report,
         Walked::Partial(report, signal) => {
             print_summary(&report, &output, &args.select);
@@ -155,6 +179,7 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
         stacks_nodes: args.stacks_nodes,
         argv: std::env::args().collect(),
         shard: args.shard,
+        worker: None,
     };
 
     let expression = walk.expression();
@@ -264,11 +289,11 @@ fn write_flamegraphs(flamegraphs: &[Flamegraph], output: &Path) -> Result<Vec<Pa
 fn frames_are(report: &Report) -> &'static str {
     match report.stacks.as_ref().map(|s| s.source.as_str()) {
         Some("eval-profiler") => "frames are the called functions",
-        _ => "frames are call sites",
+        _ => "frames are the called functions at their call sites",
     }
 }
 
-fn progress_bar(disabled: bool) -> ProgressBar {
+pub(crate) fn progress_bar(disabled: bool) -> ProgressBar {
     if disabled || !std::io::stderr().is_terminal() {
         return ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
     }

@@ -1,0 +1,200 @@
+//! `profile -j N`: N worker `nix` processes walk the flake together, handing the units out
+//! among themselves as they go (`nix_evalcost_core::workers`), and their reports are joined into
+//! one (`nix_evalcost_core::join`).
+//!
+//! Each of the N slots runs one worker at a time. A worker that went over `--max-memory`
+//! finishes its unit and stops; its slot starts a replacement, which takes the units nobody has
+//! claimed yet. A worker the kernel kills (out of memory, SIGKILL) loses only the unit it was
+//! walking, which becomes an error node; the units it had finished are walked again by its
+//! replacement, since their costs died with it. A stop signal (Ctrl-C) reaches every worker,
+//! and the partial reports are joined into a partial report.
+
+use super::profile::{WalkArgs, Walked};
+use crate::nixrun::{self, NixRun, Walk, WalkSystems, WorkerWalk};
+use anyhow::{anyhow, bail, Context, Result};
+use nix_evalcost_core::join::{join_workers, PartReport};
+use nix_evalcost_core::report_io::{read_report, write_report};
+use nix_evalcost_core::workers::SharedClaims;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+
+/// How a parallel walk runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Parallel {
+    pub jobs: usize,
+    pub max_rss: Option<u64>,
+}
+
+/// What the slots found, joined at the end.
+#[derive(Default)]
+struct Outcomes {
+    parts: Vec<(u32, PartReport)>,
+    /// Units whose worker died on them, with why.
+    lost: Vec<(Vec<String>, String)>,
+    /// The first stop signal a worker was stopped by.
+    stopped_by: Option<i32>,
+    /// A worker failed for a reason that every worker would meet (the flake does not evaluate).
+    failure: Option<anyhow::Error>,
+}
+
+/// Walks `flake` with `parallel.jobs` workers and writes the joined report at `output`.
+pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel) -> Result<Walked> {
+    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
+    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let scratch = Scratch::new(output)?;
+    let claims_path = scratch.0.join("claims");
+    let claims = SharedClaims::create(&claims_path).map_err(|e| anyhow!(e))?;
+    let base = Walk {
+        flake: nixrun::local_path_ref(flake, &cwd),
+        base_dir: cwd.clone(),
+        report: PathBuf::new(),
+        systems: WalkSystems::from_args(&args.systems),
+        force_drv_paths: !args.no_drv_paths,
+        stacks: args.stacks,
+        stacks_nodes: args.stacks_nodes,
+        argv: std::env::args().collect(),
+        shard: args.shard,
+        worker: None,
+    };
+    let next_run = AtomicU32::new(1);
+    let stop = AtomicBool::new(false);
+    let outcomes = Mutex::new(Outcomes::default());
+    let bar = super::profile::progress_bar(args.no_progress);
+    let nodes_per_slot: Vec<std::sync::atomic::AtomicU64> = (0..parallel.jobs).map(|_| Default::default()).collect();
+    std::thread::scope(|scope| {
+        for slot in 0..parallel.jobs {
+            let (base, claims, claims_path, scratch) = (&base, &claims, &claims_path, &scratch);
+            let (next_run, stop, outcomes, bar, nodes_per_slot, plugin) = (&next_run, &stop, &outcomes, &bar, &nodes_per_slot, &plugin);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    let run = next_run.fetch_add(1, Ordering::AcqRel);
+                    let report = scratch.0.join(format!("worker-{run}.json"));
+                    let worker = WorkerWalk { claims: claims_path.clone(), run, max_rss: parallel.max_rss };
+                    let walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
+                    let expression = walk.expression();
+                    let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
+                    let mut unit: Option<Vec<String>> = None;
+                    let outcome = nix.run(
+                        |line| {
+                            if line.unit.is_some() {
+                                unit = line.unit.clone();
+                            }
+                            nodes_per_slot[slot].store(line.nodes, Ordering::Relaxed);
+                            bar.set_position(nodes_per_slot.iter().map(|n| n.load(Ordering::Relaxed)).sum());
+                            bar.set_message(line.path);
+                        },
+                        |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
+                    );
+                    let again = settle(run, &report, outcome, unit, claims, outcomes);
+                    if !again {
+                        break;
+                    }
+                }
+                // A stop or a failure in one slot stops the others' next workers too.
+                let o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
+                if o.stopped_by.is_some() || o.failure.is_some() {
+                    stop.store(true, Ordering::Release);
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(failure) = outcomes.failure.take() {
+        return Err(failure);
+    }
+    outcomes.parts.sort_by_key(|(run, _)| *run);
+    let parts: Vec<PartReport> = outcomes.parts.into_iter().map(|(_, p)| p).collect();
+    if parts.is_empty() {
+        return Ok(Walked::Stopped(outcomes.stopped_by.unwrap_or(libc::SIGINT)));
+    }
+    let joined = join_workers(&parts, &outcomes.lost);
+    write_report(output, &joined)?;
+    Ok(match outcomes.stopped_by {
+        Some(signal) => Walked::Partial(joined, signal),
+        None if !joined.meta.complete => Walked::Partial(joined, libc::SIGINT),
+        None => Walked::Done(joined),
+    })
+}
+
+/// Records what one worker run gave; returns whether its slot should start another worker.
+fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, unit: Option<Vec<String>>, claims: &SharedClaims, outcomes: &Mutex<Outcomes>) -> bool {
+    let mut o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            o.failure.get_or_insert(e);
+            return false;
+        }
+    };
+    if let Some(signal) = outcome.stopped_by {
+        o.stopped_by.get_or_insert(signal);
+    }
+    if report.exists() {
+        let report = match read_report(report) {
+            Ok(r) => r,
+            Err(e) => {
+                o.failure.get_or_insert(anyhow!("reading the report a worker wrote: {e}"));
+                return false;
+            }
+        };
+        let retired = report.meta.worker.is_some_and(|w| w.retired);
+        let ended = retired.then(|| "replaced: over the memory budget (--max-memory)".to_string());
+        o.parts.push((run, PartReport { name: format!("worker {run}"), ended, report }));
+        // A retired worker leaves its slot to a replacement, unless the walk is stopping.
+        return retired && outcome.stopped_by.is_none();
+    }
+    if outcome.stopped_by.is_some() {
+        return false;
+    }
+    match outcome.status.signal() {
+        Some(signal) => {
+            // Killed from outside (the kernel's OOM killer, SIGKILL): its finished units are
+            // free again, the one it was on is lost and recorded; a replacement goes on.
+            let lost = claims.table().release_dead(run);
+            let name = nixrun::signal_name(signal);
+            let hint = if signal == libc::SIGKILL { " (out of memory?)" } else { "" };
+            let why = format!("the worker walking this output was killed by {name}{hint}");
+            let at = match (lost, unit) {
+                (Some(_), Some(path)) => {
+                    let shown = nix_evalcost_core::attrpath::display_path(&path);
+                    o.lost.push((path, why));
+                    format!(" while walking {shown}")
+                }
+                _ => String::new(),
+            };
+            eprintln!("nix-evalcost: worker {run} was killed by {name}{hint}{at}; a new worker goes on");
+            true
+        }
+        None => {
+            let reason = outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status));
+            o.failure.get_or_insert(anyhow!("a worker's nix could not evaluate the flake: {reason}"));
+            false
+        }
+    }
+}
+
+/// The workers' reports and claims table, beside the output (same file system), removed when
+/// the walk is over.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(output: &Path) -> Result<Scratch> {
+        let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
+        let path = dir.join(format!(".{name}.workers-{}", std::process::id()));
+        if let Err(e) = std::fs::create_dir(&path) {
+            bail!("cannot create the workers' directory {}: {e}", path.display());
+        }
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -3,7 +3,8 @@
 //   builtins.evalcostWalk { flake; baseDir ? cwd; report; systems ? [ currentSystem ] | "all";
 //                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ];
 //                           shard ? "" (I/N: this shard's part of the outputs only);
-//                           claims ? "" (a parallel walk's claims file); workerRun ? 0; maxRss ? 0; }
+//                           claims ? "" (a parallel walk's claims file); workerRun ? 0; maxRss ? 0;
+//                           only ? [ ] (an attribute path: walk that output alone); }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
@@ -71,6 +72,7 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     }
     if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
     if (optionalAttr(state, args, "shard")) r.shard = requiredString(state, args, "shard", pos);
+    if (auto * v = optionalAttr(state, args, "only")) r.only = stringList(state, *v, pos);
     if (optionalAttr(state, args, "claims")) r.claims = requiredString(state, args, "claims", pos);
     r.worker_run = 0;
     if (auto * v = optionalAttr(state, args, "workerRun")) {

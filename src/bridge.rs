@@ -91,6 +91,8 @@ pub(crate) mod ffi {
         claims: String,
         worker_run: u32,
         max_rss: u64,
+        /// Walk only the output at this attribute path (empty: every output).
+        only: Vec<String>,
     }
 
     /// What the shim learned about the flake while locking it. Empty string: unknown.

@@ -137,6 +137,7 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             all_systems: request.all_systems,
             force_drv_paths: request.force_drv_paths,
             shard,
+            only: (!request.only.is_empty()).then(|| request.only.clone()),
             ..meta("walk", argv)
         };
         let mut session = new_session(Mode::Walk { report: PathBuf::from(request.report) }, meta, systems);

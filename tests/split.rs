@@ -218,3 +218,49 @@ fn a_worker_over_its_memory_budget_is_replaced() {
     let bad = profile(&flake.url(), &["--max-memory", "lots"]);
     assert_eq!(bad.output.status.code(), Some(2));
 }
+
+#[test]
+fn isolate_gives_each_output_its_standalone_cost_and_the_work_it_shares() {
+    // lib.a, walked first, is charged fib 15 (1973 calls); lib.b reads the same value.
+    let lets = format!("{FIB} shared = fib 15;");
+    let flake = flake_with(&lets, "{ lib = { a = shared + 1; b = shared + 2; c = fib 5; }; }");
+    let run = profile(&flake.url(), &["--isolate", "-j", "2"]);
+    run.assert_success();
+    let report = run.report();
+    let rows = nix_evalcost_core::isolate::rows(&report);
+    let by_path: std::collections::BTreeMap<String, (u64, u64, u64)> =
+        rows.iter().map(|r| (r.path.join("."), (r.in_walk.function_calls, r.standalone.function_calls, r.shared.function_calls))).collect();
+    assert_eq!(by_path["lib.a"], (1973, 1973, 0));
+    assert_eq!(by_path["lib.b"], (0, 1973, 1973));
+    assert_eq!(by_path["lib.c"], (15, 15, 0));
+    assert!(run.stdout().contains("shared"), "{}", run.stdout());
+
+    // Standalone is what a walk of that output alone costs: a flake with only lib.b.
+    let alone = flake_with(&lets, "{ lib = { b = shared + 2; }; }");
+    let alone_run = profile(&alone.url(), &[]);
+    alone_run.assert_success();
+    let alone_report = alone_run.report();
+    let alone_b = node(&alone_report, "lib.b");
+    let isolated_b = rows.iter().find(|r| r.path.join(".") == "lib.b").unwrap();
+    assert_eq!(isolated_b.standalone.function_calls, alone_b.cost.function_calls);
+    assert_eq!(isolated_b.standalone.primop_calls, alone_b.cost.primop_calls);
+    assert_eq!(isolated_b.standalone.lookups, alone_b.cost.lookups);
+    if thunks_readable(&report) {
+        assert_eq!(isolated_b.standalone.thunks, alone_b.cost.thunks);
+    }
+
+    // The shared cost in report, graph and compare.
+    let csv = cli().args(["report", "--cost", "shared", "--format", "csv", "--metric", "fncalls", "--columns", "fncalls"]).arg(&run.report_path).output().unwrap();
+    assert!(csv.status.success(), "{}", String::from_utf8_lossy(&csv.stderr));
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("lib.b,") && l.contains(",1973")), "{csv}");
+    let graph = cli().args(["graph", "--cost", "standalone", "--metric", "fncalls"]).arg(&run.report_path).output().unwrap();
+    assert!(graph.status.success() && String::from_utf8_lossy(&graph.stdout).contains('b'), "{}", String::from_utf8_lossy(&graph.stderr));
+    let compare = cli().args(["compare", "--cost", "shared"]).arg(&run.report_path).arg(&run.report_path).output().unwrap();
+    assert!(compare.status.success(), "{}", String::from_utf8_lossy(&compare.stderr));
+
+    // Without --isolate there is no standalone cost to show: one line saying how to get it.
+    let plain = cli().args(["report", "--cost", "shared"]).arg(&alone_run.report_path).output().unwrap();
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&plain.stderr).contains("profile --isolate"), "{}", String::from_utf8_lossy(&plain.stderr));
+}

@@ -12,6 +12,7 @@ mod cmd {
     pub mod history;
     pub mod info;
     pub mod inputs;
+    pub mod isolate;
     pub mod merge;
     pub mod parallel;
     pub mod profile;
@@ -72,7 +73,7 @@ enum Command {
 #[derive(clap::Args, Clone)]
 pub struct SelectArgs {
     #[arg(long, default_value = "wall", value_parser = parse_metric, help = metric_help("Metric to rank by"))]
-    metric: &'static Metric,
+    pub(crate) metric: &'static Metric,
     /// Further metrics to show, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "wall,thunks,fncalls,alloc", value_parser = parse_metric)]
     columns: Vec<&'static Metric>,
@@ -180,6 +181,16 @@ pub struct BadInput(pub String);
 pub const EXIT_BAD_INPUT: i32 = 2;
 /// The tool, Nix or the machine failed.
 pub const EXIT_FAILURE: i32 = 1;
+
+/// `--cost exclusive|standalone|shared` (shared by `report`, `graph`, `compare`).
+#[derive(clap::Args, Clone, Copy)]
+pub struct CostArgs {
+    /// Which cost of each output to show: `exclusive` (in the walk), `standalone` (evaluated
+    /// alone) or `shared` (standalone minus exclusive: the work it shares with others).
+    /// `standalone` and `shared` need a report made with `profile --isolate`.
+    #[arg(long = "cost", default_value = "exclusive", value_parser = choice(&nix_evalcost_core::isolate::CostView::ALL, nix_evalcost_core::isolate::CostView::name))]
+    pub view: nix_evalcost_core::isolate::CostView,
+}
 
 /// Runs the command line; returns the process exit status. Errors are printed as one line.
 pub fn main() -> i32 {

@@ -142,6 +142,8 @@ pub struct Walk {
     pub shard: Option<nix_evalcost_core::walk_policy::Shard>,
     /// A worker of a parallel walk (`profile -j N`).
     pub worker: Option<WorkerWalk>,
+    /// Walk only the output at this attribute path (`profile --isolate`).
+    pub only: Option<Vec<String>>,
 }
 
 /// What makes a walk one worker of a parallel walk.
@@ -164,6 +166,9 @@ impl Walk {
             WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
         };
         let mut shard = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
+        if let Some(only) = &self.only {
+            shard.push_str(&format!("only = {}; ", nix_list(only)));
+        }
         if let Some(worker) = &self.worker {
             shard.push_str(&format!(
                 "claims = {}; workerRun = {}; maxRss = {}; ",
@@ -370,6 +375,7 @@ mod tests {
             argv: vec!["nix-evalcost".into(), "profile".into()],
             shard: None,
             worker: None,
+            only: None,
         }
     }
 

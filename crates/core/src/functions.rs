@@ -331,6 +331,7 @@ mod tests {
             phases: vec![],
             nodes: vec![node],
             stacks: Some(stacks.clone()),
+            isolated: Vec::new(),
         };
         let wall = crate::metric::find("wall").unwrap();
         let doc = speedscope::document(&report, "r", &[wall]).unwrap();

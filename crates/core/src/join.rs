@@ -272,6 +272,7 @@ impl Joined {
             phases: summed_phases(&reports),
             nodes,
             stacks: joined_stacks(&reports, &self.remaps, &new_id),
+            isolated: Vec::new(),
         }
     }
 }

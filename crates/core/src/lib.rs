@@ -26,6 +26,7 @@ pub mod cost;
 pub mod gate;
 pub mod functions;
 pub mod guard;
+pub mod isolate;
 pub mod join;
 pub mod merge;
 pub mod metric;

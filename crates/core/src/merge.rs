@@ -447,7 +447,27 @@ pub fn merge_json(name: &str, json: &[u8], opts: &MergeOptions) -> Result<Merged
 
 /// Merges one report already in memory (what `profile` prints).
 pub fn merge_report(report: &crate::report::Report, file: &Path, opts: &MergeOptions) -> Merged {
-    let lean = LeanReport {
+    let mut acc = Accumulator::new(opts.metrics.len());
+    acc.add(file, lean_of(report), opts);
+    acc.finish(opts)
+}
+
+/// Merges reports already in memory (each with its file, for provenance), checking that they
+/// are compatible like [`merge_files`].
+pub fn merge_reports(reports: &[(PathBuf, crate::report::Report)], opts: &MergeOptions) -> Result<Merged, MergeError> {
+    let mut acc = Accumulator::new(opts.metrics.len());
+    for (file, report) in reports {
+        acc.add(file, lean_of(report), opts);
+    }
+    let merged = acc.finish(opts);
+    if !opts.allow_mixed && opts.group_by.is_none() {
+        check_compatible(&merged.runs)?;
+    }
+    Ok(merged)
+}
+
+fn lean_of(report: &crate::report::Report) -> LeanReport<'_> {
+    LeanReport {
         schema: Cow::Borrowed(&report.schema),
         schema_version: report.schema_version,
         meta: report.meta.clone(),
@@ -467,10 +487,7 @@ pub fn merge_report(report: &crate::report::Report, file: &Path, opts: &MergeOpt
                 after: n.after,
             })
             .collect(),
-    };
-    let mut acc = Accumulator::new(opts.metrics.len());
-    acc.add(file, lean, opts);
-    acc.finish(opts)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -28,6 +28,26 @@ pub struct Report {
     /// Call stacks under the nodes, when the walk profiled them (`profile --stacks`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<crate::stacks::Stacks>,
+    /// `profile --isolate`: each unit's cost evaluated alone, in a fresh evaluator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isolated: Vec<Isolated>,
+}
+
+/// What evaluating one output alone costs (`profile --isolate`): its subtree's cost in a walk of
+/// only that output, in a fresh `nix`. Its cost in the shared walk (the subtree's exclusive costs)
+/// subtracted from it is the work it shares with outputs walked before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Isolated {
+    /// The node (`nodes` id).
+    pub node: u32,
+    /// Its subtree's cost in the walk of it alone.
+    pub standalone: Cost,
+    /// The gauges when that walk left it.
+    #[serde(default)]
+    pub after: Gauges,
+    /// The error of the walk of it alone, if it had one of its own (a failing `nix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -62,6 +82,9 @@ pub struct Meta {
     /// A shard's report (`profile --shard I/N`): which part of the split walk it holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::walk_policy::Shard>,
+    /// A walk of one output alone (`profile --isolate` runs one per output): its path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<String>>,
     /// A worker's report (`profile -j N`): which run it was and how it ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worker: Option<WorkerMeta>,
@@ -312,6 +335,7 @@ pub(crate) mod tests {
             phases: vec![],
             nodes,
             stacks: None,
+            isolated: Vec::new(),
         }
     }
 

@@ -141,6 +141,9 @@ impl<S: Sensor> Session<S> {
         if let Some(shard) = self.meta.shard {
             plan.visit.retain(|name| shard.walks(path, name));
         }
+        if let Some(only) = &self.meta.only {
+            plan.visit.retain(|name| walk_policy::on_the_way(path, name, only));
+        }
         if self.worker.as_ref().is_some_and(|w| w.retired) {
             plan.visit.clear();
         }
@@ -353,6 +356,7 @@ impl<S: Sensor> Session<S> {
             phases: self.phases,
             nodes,
             stacks,
+            isolated: Vec::new(),
         }
     }
 }

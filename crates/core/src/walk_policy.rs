@@ -187,6 +187,14 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// Whether a walk of only `only` visits the child `name` of the set at `parent`: the sets on
+/// the way to it, it, and everything below it.
+pub fn on_the_way(parent: &[String], name: &str, only: &[String]) -> bool {
+    let depth = parent.len() + 1;
+    let same_prefix = parent.iter().zip(only).all(|(a, b)| a == b);
+    same_prefix && (depth > only.len() || only[depth - 1] == name)
+}
+
 /// The system a node belongs to, for nodes under a per-system output.
 pub fn system_of(path: &[String]) -> Option<&str> {
     match path {
@@ -294,6 +302,18 @@ mod tests {
         // independently in Python from the FNV spec's offset basis and prime and MurmurHash3's
         // fmix64 constants); mod 1000003 that is 393765.
         assert_eq!(Shard::of_unit(&p("lib.f"), 1_000_003), 393_766);
+    }
+
+    #[test]
+    fn a_walk_of_one_output_visits_the_way_to_it_and_below() {
+        let only = p("packages.x86_64-linux.hello");
+        assert!(on_the_way(&[], "packages", &only));
+        assert!(!on_the_way(&[], "lib", &only));
+        assert!(on_the_way(&p("packages"), "x86_64-linux", &only));
+        assert!(!on_the_way(&p("packages.x86_64-linux"), "other", &only));
+        assert!(on_the_way(&p("packages.x86_64-linux"), "hello", &only));
+        assert!(on_the_way(&p("packages.x86_64-linux.hello"), "anything", &only));
+        assert!(!on_the_way(&p("packages.aarch64-linux.hello"), "x", &only));
     }
 
     #[test]

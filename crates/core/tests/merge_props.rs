@@ -41,6 +41,7 @@ fn arb_report() -> impl Strategy<Value = Report> {
             phases: vec![],
             nodes,
             stacks: None,
+            isolated: Vec::new(),
         }
     })
 }

@@ -54,6 +54,7 @@ fn report(t: i64, flake: &str, outputs: &[(&str, u64)], peak_rss: u64) -> Report
         phases: vec![],
         nodes,
         stacks: None,
+        isolated: Vec::new(),
     }
 }
 

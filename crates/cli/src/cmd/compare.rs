@@ -5,7 +5,7 @@ use crate::cmd::inputs;
 use crate::{parse_metric, BadInput, OutputArgs};
 use nix_evalcost_core::compare::compare;
 use nix_evalcost_core::gate::{self, Rule};
-use nix_evalcost_core::merge::{merge_files, MergeOptions};
+use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::metric::Metric;
 use nix_evalcost_core::render;
 use std::path::PathBuf;
@@ -45,6 +45,8 @@ pub struct CompareOptions {
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     #[command(flatten)]
+    cost: crate::CostArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -73,8 +75,8 @@ pub fn compare_files(base: &[PathBuf], new: &[PathBuf], args: &CompareOptions) -
     }
     let opts = MergeOptions { metrics, ..MergeOptions::default() };
     let (base_files, new_files) = (base, new);
-    let base = merge_files(base_files, &opts)?;
-    let new = merge_files(new_files, &opts)?;
+    let base = super::inputs::merge_viewed(base_files, &opts, args.cost.view)?;
+    let new = super::inputs::merge_viewed(new_files, &opts, args.cost.view)?;
     gate::check_testable(&args.fail_on, base.runs.len(), new.runs.len()).map_err(BadInput)?;
     let comparison = compare(&base, &new, args.confidence);
     let violations = gate::violations(&args.fail_on, &comparison);

@@ -44,3 +44,23 @@ fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Merges `files` as `merge_files` does, seeing each report's costs through `view`
+/// (`--cost standalone|shared` needs reports made with `profile --isolate`).
+pub fn merge_viewed(
+    files: &[PathBuf],
+    options: &nix_evalcost_core::merge::MergeOptions,
+    view: nix_evalcost_core::isolate::CostView,
+) -> anyhow::Result<nix_evalcost_core::merge::Merged> {
+    use nix_evalcost_core::isolate::{check_viewable, CostView};
+    if view == CostView::Exclusive {
+        return Ok(nix_evalcost_core::merge::merge_files(files, options)?);
+    }
+    let mut viewed = Vec::with_capacity(files.len());
+    for file in files {
+        let report = nix_evalcost_core::report_io::read_report(file)?;
+        check_viewable(&report, view, &file.display().to_string()).map_err(BadInput)?;
+        viewed.push((file.clone(), nix_evalcost_core::isolate::view(&report, view)));
+    }
+    Ok(nix_evalcost_core::merge::merge_reports(&viewed, options)?)
+}

@@ -58,6 +58,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
         argv: std::env::args().collect(),
         shard: args.shard,
         worker: None,
+        only: None,
     };
     let next_run = AtomicU32::new(1);
     let stop = AtomicBool::new(false);
@@ -177,17 +178,17 @@ fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, unit: Op
     }
 }
 
-/// The workers' reports and claims table, beside the output (same file system), removed when
-/// the walk is over.
-struct Scratch(PathBuf);
+/// Workers' reports and claims table, beside the output (same file system), removed when the
+/// walk is over.
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(output: &Path) -> Result<Scratch> {
+    pub(crate) fn new(output: &Path) -> Result<Scratch> {
         let dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("evalcost-report");
-        let path = dir.join(format!(".{name}.workers-{}", std::process::id()));
+        let path = dir.join(format!(".{name}.scratch-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&path) {
-            bail!("cannot create the workers' directory {}: {e}", path.display());
+            bail!("cannot create the scratch directory {}: {e}", path.display());
         }
         Ok(Scratch(path))
     }

@@ -36,6 +36,11 @@ pub struct ProfileArgs {
     /// as an error. Implies -j 1 without -j.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_memory: Option<u64>,
+    /// After the walk, evaluate each output alone in a fresh `nix` (N at a time with -j N): the
+    /// report then has each output's standalone cost and the work it shares with others
+    /// (`report --cost standalone|shared`).
+    #[arg(long)]
+    isolate: bool,
     #[command(flatten)]
     walk: WalkArgs,
     #[command(flatten)]
@@ -119,7 +124,22 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             return Ok(exit_status_for(signal));
         }
     };
+    let mut report = report;
+    if args.isolate {
+        let jobs = usize::from(args.jobs.unwrap_or(1));
+        let stop = super::isolate::isolate(&args.walk, &args.flake, &output, &mut report, jobs)?;
+        nix_evalcost_core::report_io::write_report(&output, &report)?;
+        if let Some(signal) = stop {
+            print_summary(&report, &output, &args.select);
+            print_isolated(&report, args.select.metric);
+            eprintln!("{}: the report holds the outputs evaluated alone so far", stopped(signal));
+            return Ok(exit_status_for(signal));
+        }
+    }
     print_summary(&report, &output, &args.select);
+    if args.isolate {
+        print_isolated(&report, args.select.metric);
+    }
     if let Some(stacks) = &report.stacks {
         if stacks.folded_calls > 0 {
             eprintln!(
@@ -147,11 +167,35 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
 fn write_html(report: &Report, output: &Path, html: &Path, select: &SelectArgs, flamegraphs: &[Flamegraph]) -> Result<()> {
     let merged = merge_report(report, output, &select.merge_options(true));
     let flake = report.meta.flake.as_ref().map_or("(no flake)".to_string(), |f| f.original_ref.clone());
-    let page = nix_evalcost_core::render::html::merged_page(&merged, &format!("nix-evalcost: {flake}"));
+    let mut page = nix_evalcost_core::render::html::merged_page(&merged, &format!("nix-evalcost: {flake}"));
+    if !report.isolated.is_empty() {
+        nix_evalcost_core::render::html::add_isolated_columns(&mut page, report, select.metric);
+    }
     let svgs: Vec<(String, Vec<u8>)> = flamegraphs.iter().map(|(metric, svg)| (format!("flamegraph: {metric}"), svg.clone())).collect();
     let text = nix_evalcost_core::render::html::render(&page, &svgs);
     nix_evalcost_core::report_io::write_atomically(html, |w| std::io::Write::write_all(w, text.as_bytes()))?;
     Ok(())
+}
+
+/// Each isolated output's cost in the walk, alone, and shared, by `metric`, most shared first.
+fn print_isolated(report: &Report, metric: &'static nix_evalcost_core::metric::Metric) {
+    use nix_evalcost_core::attrpath::{display_path, sanitize_text};
+    use nix_evalcost_core::units::format;
+    let value = |c: &nix_evalcost_core::cost::Cost| metric.value(c, &Default::default(), &report.sizes);
+    let mut rows = nix_evalcost_core::isolate::rows(report);
+    rows.sort_by(|a, b| value(&b.shared).cmp(&value(&a.shared)).then_with(|| a.path.cmp(&b.path)));
+    let width = rows.iter().map(|r| sanitize_text(&display_path(&r.path)).chars().count()).max().unwrap_or(4).max(6);
+    println!("\n{:<width$}  {:>12}  {:>12}  {:>12}   ({}: evaluated alone vs in the walk)", "output", "in walk", "alone", "shared", metric.name);
+    for row in &rows {
+        let path = sanitize_text(&display_path(&row.path));
+        let note = row.error.as_deref().map_or(String::new(), |e| format!("  ({})", sanitize_text(e)));
+        println!(
+            "{path:<width$}  {:>12}  {:>12}  {:>12}{note}",
+            format(value(&row.in_walk), metric.unit),
+            format(value(&row.standalone), metric.unit),
+            format(value(&row.shared), metric.unit)
+        );
+    }
 }
 
 fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
@@ -180,6 +224,7 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
         argv: std::env::args().collect(),
         shard: args.shard,
         worker: None,
+        only: None,
     };
 
     let expression = walk.expression();

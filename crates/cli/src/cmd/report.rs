@@ -2,7 +2,7 @@
 
 use crate::cmd::inputs;
 use crate::{choice, table_options, OutputArgs, SelectArgs};
-use nix_evalcost_core::merge::{merge_files, merge_report, GroupBy, MergeOptions};
+use nix_evalcost_core::merge::{merge_report, GroupBy, MergeOptions};
 use nix_evalcost_core::render::{self, View};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,8 @@ pub struct ReportArgs {
     /// commands, say). Reports of anything merge then.
     #[arg(long, value_parser = choice(&GroupBy::ALL, GroupBy::name))]
     group_by: Option<GroupBy>,
+    #[command(flatten)]
+    cost: crate::CostArgs,
     /// With the shards of a split walk: join them even if some are missing.
     #[arg(long)]
     allow_missing: bool,
@@ -43,11 +45,13 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
     let files = inputs::expand(&args.inputs)?;
     let options = MergeOptions { group_by: args.group_by, ..args.select.merge_options(args.allow_mixed) };
-    let mut merged = merge_files(&files, &options)?;
+    let mut merged = inputs::merge_viewed(&files, &options, args.cost.view)?;
     if merged.runs.iter().any(|r| r.meta.shard.is_some()) {
         // The shards of one split walk are parts of one run, not runs of their own.
         let joined = crate::cmd::merge::read_and_join(&files, args.allow_missing)?;
-        merged = merge_report(&joined, Path::new("(joined shards)"), &options);
+        let name = Path::new("(joined shards)");
+        nix_evalcost_core::isolate::check_viewable(&joined, args.cost.view, "the joined shards").map_err(crate::BadInput)?;
+        merged = merge_report(&nix_evalcost_core::isolate::view(&joined, args.cost.view), name, &options);
     }
     let view = View::new(&merged, args.select.sort, args.select.top);
     let text = match args.format {

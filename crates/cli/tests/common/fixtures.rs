@@ -84,6 +84,7 @@ pub fn report(run: u64) -> Report {
         phases: vec![Phase { name: "total".into(), cost: totals }],
         nodes,
         stacks: None,
+        isolated: Vec::new(),
     }
 }
 

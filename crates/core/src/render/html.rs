@@ -49,6 +49,28 @@ fn unit_name(unit: crate::units::Unit) -> &'static str {
     }
 }
 
+/// Adds, for `metric`, each isolated output's standalone and shared cost as two more columns
+/// (`profile --isolate --html`); other rows have none.
+pub fn add_isolated_columns(page: &mut Page, report: &crate::report::Report, metric: &crate::metric::Metric) {
+    let rows = crate::isolate::rows(report);
+    let by_path: std::collections::HashMap<&[String], &crate::isolate::IsolatedRow> = rows.iter().map(|r| (r.path.as_slice(), r)).collect();
+    page.columns.push(format!("{} alone", metric.name));
+    page.columns.push(format!("{} shared", metric.name));
+    page.units.push(unit_name(metric.unit));
+    page.units.push(unit_name(metric.unit));
+    let value = |c: &crate::cost::Cost| metric.value(c, &Default::default(), &report.sizes);
+    for row in &mut page.rows {
+        let (alone, shared) = match by_path.get(row.path.as_slice()) {
+            Some(r) => (serde_json::json!(value(&r.standalone)), serde_json::json!(value(&r.shared))),
+            None => (serde_json::Value::Null, serde_json::Value::Null),
+        };
+        row.cells.push(alone);
+        row.cells.push(shared);
+    }
+    let shared: u64 = rows.iter().map(|r| value(&r.shared)).sum();
+    page.facts.push(format!("{} outputs evaluated alone; work they share: {} {}", rows.len(), crate::units::format(shared, metric.unit), metric.name));
+}
+
 /// The page of merged reports (`report`, `profile`): medians per path.
 pub fn merged_page(merged: &Merged, title: &str) -> Page {
     let mut columns = vec!["path".to_string(), "kind".into()];

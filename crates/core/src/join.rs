@@ -64,25 +64,21 @@ pub fn join_shards(mut shards: Vec<(PathBuf, Report)>, options: JoinOptions) -> 
     let complete = shards.iter().all(|(_, r)| r.meta.complete) && present.len() as u32 == present[0].count;
     let parts: Vec<PartReport> =
         shards.into_iter().zip(&present).map(|((_, report), shard)| PartReport { name: format!("shard {shard}"), ended: None, report }).collect();
-    let mut joined = join_parts(&parts, &[], complete);
+    let mut joined = join_parts(&parts, complete);
     joined.meta.shard = None;
     Ok(joined)
 }
 
-/// Joins the reports of a parallel walk's workers (`profile -j N`). `lost` are the units whose
-/// worker died while walking them, each with why: they become error nodes.
-pub fn join_workers(parts: &[PartReport], lost: &[(Vec<String>, String)]) -> Report {
+/// Joins the reports of a parallel walk's workers (`profile -j N`).
+pub fn join_workers(parts: &[PartReport]) -> Report {
     let complete = parts.iter().all(|p| p.report.meta.complete);
-    join_parts(parts, lost, complete)
+    join_parts(parts, complete)
 }
 
-fn join_parts(parts: &[PartReport], lost: &[(Vec<String>, String)], complete: bool) -> Report {
+fn join_parts(parts: &[PartReport], complete: bool) -> Report {
     let mut joined = Joined::default();
     for (i, part) in parts.iter().enumerate() {
         joined.add(i, &part.report);
-    }
-    for (path, why) in lost {
-        joined.add_lost(path, why);
     }
     joined.finish(parts, complete)
 }
@@ -140,8 +136,6 @@ fn walk_identity(report: &Report) -> [(&'static str, String); 5] {
 enum Walker {
     One(usize),
     Several,
-    /// A lost unit, or an ancestor no report had.
-    Nobody,
 }
 
 #[derive(Default)]
@@ -192,43 +186,6 @@ impl Joined {
             joined.kind = Kind::Interrupted;
         }
         self.walkers[id as usize] = Walker::Several;
-    }
-
-    /// A unit no report has because its worker died on it: an error node (with any ancestors
-    /// no report had), costing nothing; what it cost died with the worker.
-    fn add_lost(&mut self, path: &[String], why: &str) {
-        let mut parent = None;
-        for depth in 1..=path.len() {
-            let key = (path[..depth].to_vec(), false);
-            let id = match self.index.get(&key) {
-                Some(&id) => id,
-                None => {
-                    let id = self.nodes.len() as u32;
-                    let mut node = Node {
-                        id,
-                        parent,
-                        path: key.0.clone(),
-                        kind: Kind::Unknown,
-                        is_derivation: false,
-                        drv_path: None,
-                        system: crate::walk_policy::system_of(&key.0).map(str::to_string),
-                        error: None,
-                        calls: 0,
-                        cost: Cost::default(),
-                        after: Gauges::default(),
-                    };
-                    if depth == path.len() {
-                        node.kind = Kind::Error;
-                        node.error = Some(why.to_string());
-                    }
-                    self.nodes.push(node);
-                    self.walkers.push(Walker::Nobody);
-                    self.index.insert(key, id);
-                    id
-                }
-            };
-            parent = Some(id);
-        }
     }
 
     fn finish(self, parts: &[PartReport], complete: bool) -> Report {

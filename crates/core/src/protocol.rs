@@ -37,21 +37,13 @@ pub fn enabled(value: Option<&str>) -> bool {
 pub struct ProgressLine {
     pub nodes: u64,
     pub path: String,
-    /// A worker of a parallel walk starts a unit it claimed: the unit's attribute path (the
-    /// coordinator names the unit a killed worker died on with it).
-    pub unit: Option<Vec<String>>,
 }
 
 impl ProgressLine {
-    /// `<nodes>\t<path>`, or `<nodes>\t<path>\tunit\t<JSON array of the path>`, as the plugin
-    /// writes it (without the newline).
+    /// `<nodes>\t<path>`, as the plugin writes it (without the newline).
     pub fn parse(line: &str) -> ProgressLine {
-        let (count, rest) = line.split_once('\t').unwrap_or((line, ""));
-        let (path, unit) = match rest.split_once("\tunit\t") {
-            Some((path, json)) => (path, serde_json::from_str(json).ok()),
-            None => (rest, None),
-        };
-        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string(), unit }
+        let (count, path) = line.split_once('\t').unwrap_or((line, ""));
+        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string() }
     }
 }
 
@@ -80,8 +72,6 @@ impl ProgressPipe {
 pub trait Progress: Send {
     /// A node is entered: `nodes` so far, at `path`.
     fn tick(&mut self, nodes: usize, path: &[String]);
-    /// A worker of a parallel walk starts the unit `path` (never throttled).
-    fn unit(&mut self, _nodes: usize, _path: &[String]) {}
     /// The walk is over.
     fn done(&mut self, nodes: usize);
 }
@@ -93,11 +83,6 @@ impl Progress for ProgressPipe {
         }
         self.last = Some(Instant::now());
         let _ = writeln!(self.out, "{nodes}\t{}", display_path(path));
-    }
-
-    fn unit(&mut self, nodes: usize, path: &[String]) {
-        let json = serde_json::to_string(path).unwrap_or_default();
-        let _ = writeln!(self.out, "{nodes}\t{}\tunit\t{json}", display_path(path));
     }
 
     fn done(&mut self, nodes: usize) {
@@ -245,11 +230,9 @@ mod tests {
 
     #[test]
     fn progress_lines_round_trip() {
-        assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), ProgressLine { nodes: 12, path: "packages.x86_64-linux.hello".into(), unit: None });
-        assert_eq!(ProgressLine::parse("40\t"), ProgressLine { nodes: 40, path: String::new(), unit: None });
-        assert_eq!(ProgressLine::parse("junk"), ProgressLine { nodes: 0, path: String::new(), unit: None });
-        let unit = ProgressLine::parse("3\tlib.\"a.b\"\tunit\t[\"lib\",\"a.b\"]");
-        assert_eq!((unit.path.as_str(), unit.unit), ("lib.\"a.b\"", Some(vec!["lib".to_string(), "a.b".to_string()])));
+        assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), ProgressLine { nodes: 12, path: "packages.x86_64-linux.hello".into() });
+        assert_eq!(ProgressLine::parse("40\t"), ProgressLine { nodes: 40, path: String::new() });
+        assert_eq!(ProgressLine::parse("junk"), ProgressLine { nodes: 0, path: String::new() });
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::accounting::Ledger;
 use crate::cost::{Cost, Gauges, Sizes};
 use crate::protocol::Progress;
 use crate::report::{FlakeMeta, Kind, Meta, Node, Phase, Report, WorkerMeta, SCHEMA, SCHEMA_VERSION};
-use crate::workers::Worker;
+use crate::workers::{Claim, Worker};
 use crate::stacks::Stacks;
 use crate::walk_policy::{self, Plan, Systems};
 use std::collections::HashMap;
@@ -162,11 +162,15 @@ impl<S: Sensor> Session<S> {
                 }
                 let index = worker.units_seen;
                 worker.units_seen += 1;
-                if !worker.claims.claim(index) {
-                    return None;
-                }
-                if let Some(progress) = &mut self.progress {
-                    progress.unit(self.nodes.len(), &child);
+                match worker.claims.claim(index) {
+                    Claim::Mine => {}
+                    Claim::Taken => return None,
+                    Claim::Lost(signal) => {
+                        // Its worker died on it: an error node, costing nothing, not evaluated.
+                        let id = self.add_node(parent, name, Kind::Error);
+                        self.nodes[id as usize].outcome.error = Some(crate::workers::lost_message(signal));
+                        return None;
+                    }
                 }
                 let id = self.enter_node(parent, name);
                 self.worker_units.insert(id, index);

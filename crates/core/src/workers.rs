@@ -8,9 +8,11 @@
 //! reached: the work is handed out as it is done, as nix-eval-jobs does, without a round trip.
 //!
 //! A slot is 0 (free), `2 * run` (claimed by worker run `run`, being walked), `2 * run + 1`
-//! (walked by `run`) or [`LOST`] (its worker died on it: nobody walks it again). When a
-//! worker dies without writing its report, the coordinator frees the units it had finished (a
-//! replacement walks them again) and marks the one it died on lost.
+//! (walked by `run`), or lost: its worker died on it, killed by a signal, and nobody walks it
+//! again. When a worker dies without writing its report, the coordinator frees the units it had
+//! finished (a replacement walks them again, their costs died with it) and marks the one it died
+//! on lost, with the signal. The first worker that meets a lost unit records it as an error node,
+//! without evaluating it: the replacement, which walks from the start, always does.
 //!
 //! [`walk_policy::unit_depth`]: crate::walk_policy::unit_depth
 
@@ -20,8 +22,33 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// 4 bytes a slot; only the pages of units reached take memory.
 pub const SLOTS: usize = 1 << 24;
 
-/// A unit whose worker died while walking it.
-pub const LOST: u32 = u32::MAX;
+/// Lost units: `LOST + signal` (not yet recorded), `LOST + 64 + signal` (recorded by a worker).
+const LOST: u32 = u32::MAX - 128;
+
+/// What claiming a unit gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// This worker walks it.
+    Mine,
+    /// Another worker has it.
+    Taken,
+    /// Its worker was killed by this signal while walking it: record it as an error, do not
+    /// evaluate it.
+    Lost(i32),
+}
+
+/// The error a lost unit's node carries.
+pub fn lost_message(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGKILL => "SIGKILL (out of memory?)".to_string(),
+        libc::SIGSEGV => "SIGSEGV".to_string(),
+        libc::SIGABRT => "SIGABRT".to_string(),
+        libc::SIGBUS => "SIGBUS".to_string(),
+        libc::SIGTERM => "SIGTERM".to_string(),
+        other => format!("signal {other}"),
+    };
+    format!("the worker walking this output was killed by {name}; it was not evaluated again")
+}
 
 /// The claims of one parallel walk, over memory every worker maps.
 pub struct ClaimTable<'a> {
@@ -44,15 +71,24 @@ impl<'a> ClaimTable<'a> {
         self.slots[..self.slots.len() - 1].get(index as usize)
     }
 
-    /// Worker run `run` (≥ 1) claims unit `index`: true if it is now its own. Units past the
-    /// table's end are walked by whoever reaches them (never lost, possibly twice).
-    pub fn claim(&self, index: u32, run: u32) -> bool {
-        let Some(slot) = self.slot(index) else { return true };
-        let won = slot.compare_exchange(0, 2 * run, Ordering::AcqRel, Ordering::Acquire).is_ok();
-        if won {
-            self.high_water().fetch_max(index + 1, Ordering::AcqRel);
+    /// Worker run `run` (≥ 1) claims unit `index`. Units past the table's end are walked by
+    /// whoever reaches them (never lost, possibly twice).
+    pub fn claim(&self, index: u32, run: u32) -> Claim {
+        let Some(slot) = self.slot(index) else { return Claim::Mine };
+        match slot.compare_exchange(0, 2 * run, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                self.high_water().fetch_max(index + 1, Ordering::AcqRel);
+                Claim::Mine
+            }
+            Err(value) if (LOST..LOST + 64).contains(&value) => {
+                // Only the worker that moves it to recorded reports it.
+                match slot.compare_exchange(value, value + 64, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => Claim::Lost((value - LOST) as i32),
+                    Err(_) => Claim::Taken,
+                }
+            }
+            Err(_) => Claim::Taken,
         }
-        won
     }
 
     /// Worker run `run` finished unit `index`.
@@ -62,9 +98,9 @@ impl<'a> ClaimTable<'a> {
         }
     }
 
-    /// Worker run `run` died without a report: the units it finished are free again, the one it
-    /// was walking is [`LOST`]. Returns that one's index, if any.
-    pub fn release_dead(&self, run: u32) -> Option<u32> {
+    /// Worker run `run` died without a report, killed by `signal`: the units it finished are
+    /// free again, the one it was walking is lost. Returns that one's index, if any.
+    pub fn release_dead(&self, run: u32, signal: i32) -> Option<u32> {
         let mut lost = None;
         let claimed = self.high_water().load(Ordering::Acquire) as usize;
         for (i, slot) in self.slots[..claimed].iter().enumerate() {
@@ -72,7 +108,7 @@ impl<'a> ClaimTable<'a> {
             if value == 2 * run + 1 {
                 slot.store(0, Ordering::Release);
             } else if value == 2 * run {
-                slot.store(LOST, Ordering::Release);
+                slot.store(LOST + signal.clamp(0, 63) as u32, Ordering::Release);
                 lost = Some(i as u32);
             }
         }
@@ -87,7 +123,7 @@ impl<'a> ClaimTable<'a> {
 
 /// What a worker's session needs from the claims table.
 pub trait Claims: Send {
-    fn claim(&mut self, index: u32) -> bool;
+    fn claim(&mut self, index: u32) -> Claim;
     fn done(&mut self, index: u32);
 }
 
@@ -153,7 +189,7 @@ pub struct RunClaims {
 }
 
 impl Claims for RunClaims {
-    fn claim(&mut self, index: u32) -> bool {
+    fn claim(&mut self, index: u32) -> Claim {
         self.shared.table().claim(index, self.run)
     }
     fn done(&mut self, index: u32) {
@@ -186,12 +222,12 @@ mod tests {
     fn each_unit_goes_to_the_first_claimant() {
         let slots = table(4);
         let t = ClaimTable::new(&slots);
-        assert!(t.claim(0, 1));
-        assert!(!t.claim(0, 2));
-        assert!(t.claim(1, 2));
+        assert_eq!(t.claim(0, 1), Claim::Mine);
+        assert_eq!(t.claim(0, 2), Claim::Taken);
+        assert_eq!(t.claim(1, 2), Claim::Mine);
         t.done(0, 1);
-        assert!(!t.claim(0, 3), "a walked unit stays taken");
-        assert!(t.claim(3, 1), "past the table (its last slot counts claims): walked rather than lost");
+        assert_eq!(t.claim(0, 3), Claim::Taken, "a walked unit stays taken");
+        assert_eq!(t.claim(3, 1), Claim::Mine, "past the table (its last slot counts claims): walked rather than lost");
         assert_eq!(t.claimed(), 2);
     }
 
@@ -200,16 +236,18 @@ mod tests {
         let slots = table(5);
         let t = ClaimTable::new(&slots);
         for i in 0..3 {
-            assert!(t.claim(i, 1));
+            assert_eq!(t.claim(i, 1), Claim::Mine);
         }
         t.done(0, 1);
         t.done(1, 1);
-        assert!(t.claim(3, 2));
-        assert_eq!(t.release_dead(1), Some(2));
-        assert!(t.claim(0, 3) && t.claim(1, 3), "its walked units are walked again");
-        assert!(!t.claim(2, 3), "the unit it died on is lost, not retried");
-        assert!(!t.claim(3, 3), "other workers' units stay theirs");
-        assert_eq!(t.release_dead(7), None);
+        assert_eq!(t.claim(3, 2), Claim::Mine);
+        assert_eq!(t.release_dead(1, libc::SIGKILL), Some(2));
+        assert_eq!((t.claim(0, 3), t.claim(1, 3)), (Claim::Mine, Claim::Mine), "its walked units are walked again");
+        assert_eq!(t.claim(2, 3), Claim::Lost(libc::SIGKILL), "the unit it died on is reported once, not retried");
+        assert_eq!(t.claim(2, 4), Claim::Taken);
+        assert_eq!(t.claim(3, 3), Claim::Taken, "other workers' units stay theirs");
+        assert_eq!(t.release_dead(7, libc::SIGKILL), None);
+        assert!(lost_message(libc::SIGKILL).contains("killed by SIGKILL (out of memory?)"));
     }
 
     #[test]
@@ -219,9 +257,9 @@ mod tests {
         let coordinator = SharedClaims::create(&path).unwrap();
         let mut one = RunClaims { shared: SharedClaims::open(&path).unwrap(), run: 1 };
         let mut two = RunClaims { shared: SharedClaims::open(&path).unwrap(), run: 2 };
-        assert!(one.claim(5) && !two.claim(5) && two.claim(6));
+        assert_eq!((one.claim(5), two.claim(5), two.claim(6)), (Claim::Mine, Claim::Taken, Claim::Mine));
         one.done(5);
-        assert_eq!(coordinator.table().release_dead(2), Some(6));
+        assert_eq!(coordinator.table().release_dead(2, libc::SIGKILL), Some(6));
         assert!(SharedClaims::create(&path).is_err(), "never reuses a table");
         std::fs::write(dir.path().join("short"), b"x").unwrap();
         assert!(SharedClaims::open(&dir.path().join("short")).err().unwrap().contains("not made by this nix-evalcost"));
@@ -232,7 +270,7 @@ mod tests {
         let slots = table(10_001);
         let t = ClaimTable::new(&slots);
         let won: Vec<Vec<u32>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (1..=4).map(|run| s.spawn({ let t = &t; move || (0..10_000).filter(|&i| t.claim(i, run)).collect::<Vec<u32>>() })).collect();
+            let handles: Vec<_> = (1..=4).map(|run| s.spawn({ let t = &t; move || (0..10_000).filter(|&i| t.claim(i, run) == Claim::Mine).collect::<Vec<u32>>() })).collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         let mut all: Vec<u32> = won.concat();

@@ -5,8 +5,8 @@
 //! Each of the N slots runs one worker at a time. A worker that went over `--max-memory`
 //! finishes its unit and stops; its slot starts a replacement, which takes the units nobody has
 //! claimed yet. A worker the kernel kills (out of memory, SIGKILL) loses only the unit it was
-//! walking, which becomes an error node; the units it had finished are walked again by its
-//! replacement, since their costs died with it. A stop signal (Ctrl-C) reaches every worker,
+//! walking, which its replacement records as an error node; the units it had finished are
+//! walked again by the replacement, since their costs died with it. A stop signal (Ctrl-C) reaches every worker,
 //! and the partial reports are joined into a partial report.
 
 use super::profile::{WalkArgs, Walked};
@@ -31,8 +31,6 @@ pub struct Parallel {
 #[derive(Default)]
 struct Outcomes {
     parts: Vec<(u32, PartReport)>,
-    /// Units whose worker died on them, with why.
-    lost: Vec<(Vec<String>, String)>,
     /// The first stop signal a worker was stopped by.
     stopped_by: Option<i32>,
     /// A worker failed for a reason that every worker would meet (the flake does not evaluate).
@@ -77,19 +75,15 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                     let walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
                     let expression = walk.expression();
                     let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
-                    let mut unit: Option<Vec<String>> = None;
                     let outcome = nix.run(
                         |line| {
-                            if line.unit.is_some() {
-                                unit = line.unit.clone();
-                            }
                             nodes_per_slot[slot].store(line.nodes, Ordering::Relaxed);
                             bar.set_position(nodes_per_slot.iter().map(|n| n.load(Ordering::Relaxed)).sum());
                             bar.set_message(line.path);
                         },
                         |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
                     );
-                    let again = settle(run, &report, outcome, unit, claims, outcomes);
+                    let again = settle(run, &report, outcome, claims, outcomes);
                     if !again {
                         break;
                     }
@@ -112,7 +106,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     if parts.is_empty() {
         return Ok(Walked::Stopped(outcomes.stopped_by.unwrap_or(libc::SIGINT)));
     }
-    let joined = join_workers(&parts, &outcomes.lost);
+    let joined = join_workers(&parts);
     write_report(output, &joined)?;
     Ok(match outcomes.stopped_by {
         Some(signal) => Walked::Partial(joined, signal),
@@ -122,7 +116,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
 }
 
 /// Records what one worker run gave; returns whether its slot should start another worker.
-fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, unit: Option<Vec<String>>, claims: &SharedClaims, outcomes: &Mutex<Outcomes>) -> bool {
+fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, claims: &SharedClaims, outcomes: &Mutex<Outcomes>) -> bool {
     let mut o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -154,19 +148,12 @@ fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, unit: Op
     match outcome.status.signal() {
         Some(signal) => {
             // Killed from outside (the kernel's OOM killer, SIGKILL): its finished units are
-            // free again, the one it was on is lost and recorded; a replacement goes on.
-            let lost = claims.table().release_dead(run);
+            // free again, the one it was on is lost; the replacement, walking from the start,
+            // records it as an error and walks the rest.
+            let lost = claims.table().release_dead(run, signal);
             let name = nixrun::signal_name(signal);
             let hint = if signal == libc::SIGKILL { " (out of memory?)" } else { "" };
-            let why = format!("the worker walking this output was killed by {name}{hint}");
-            let at = match (lost, unit) {
-                (Some(_), Some(path)) => {
-                    let shown = nix_evalcost_core::attrpath::display_path(&path);
-                    o.lost.push((path, why));
-                    format!(" while walking {shown}")
-                }
-                _ => String::new(),
-            };
+            let at = lost.map_or(String::new(), |i| format!(" while walking output #{}", i + 1));
             eprintln!("nix-evalcost: worker {run} was killed by {name}{hint}{at}; a new worker goes on");
             true
         }

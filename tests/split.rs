@@ -198,6 +198,10 @@ fn a_killed_worker_loses_only_its_output() {
     }
     assert_eq!(node(&report, "lib.a").cost.function_calls, 109, "fib 9 makes 2*F(10)-1 = 109 calls");
     assert_parts_conserved(&report);
+    // `info` says which processes walked it.
+    let info = cli().arg("info").arg(&run.report_path).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("processes walked it") && info.contains("worker "), "{info}");
 }
 
 #[test]

@@ -46,6 +46,31 @@ pub fn render(source: &str, r: &Report) -> String {
             plural(stacks.folded_calls as usize, "call")
         );
     }
+    if let Some(shard) = m.shard {
+        let _ = writeln!(out, "shard:        {shard} (join every shard with `nix-evalcost merge`)");
+    }
+    if let Some(only) = &m.only {
+        let _ = writeln!(out, "only:         {} (a walk of that output alone)", s(&crate::attrpath::display_path(only)));
+    }
+    if !r.isolated.is_empty() {
+        let _ = writeln!(out, "isolated:     {} evaluated alone (`--cost standalone|shared`)", plural(r.isolated.len(), "output"));
+    }
+    if !m.parts.is_empty() {
+        let _ = writeln!(out, "parts:        {} processes walked it", m.parts.len());
+        for part in &m.parts {
+            let ended = part.ended.as_deref().map_or(String::new(), |e| format!(", {}", s(e)));
+            let _ = writeln!(
+                out,
+                "  {:<12} {} alone, wall {}, peak RSS {}, on {}{}{ended}",
+                s(&part.name),
+                plural(part.nodes.len(), "node"),
+                crate::units::format(part.totals.wall_ns, crate::units::Unit::Nanoseconds),
+                crate::units::bytes(part.end.peak_rss_bytes),
+                s(&part.hostname),
+                if part.complete { "" } else { " (interrupted)" },
+            );
+        }
+    }
     let _ = writeln!(out, "phases:");
     for p in &r.phases {
         let c = &p.cost;

@@ -123,6 +123,39 @@ fn concurrent_ingests_lose_nothing() {
 }
 
 #[test]
+fn concurrent_mergers_add_every_evaluation_once() {
+    // A server's merger and a `history ingest` in another process may merge at the same time:
+    // each slice is added up outside the lock, so two may read the same one; only one applies it.
+    on_both_engines(|db| {
+        let mut store = Store::open(db).unwrap();
+        let batch: Vec<_> = (0..120i64).map(|i| rows(&report(T0 + i * 60, "f", &[("packages.a", 10 + i as u64)], 100))).collect();
+        assert_eq!(store.ingest_deferred(&batch).unwrap().len(), 120);
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || {
+                    let mut store = Store::open(&db).unwrap();
+                    let mut merged = 0;
+                    loop {
+                        match store.aggregate_pending(7).unwrap() {
+                            0 => return merged,
+                            n => merged += n,
+                        }
+                    }
+                })
+            })
+            .collect();
+        let merged: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(merged, 120, "every evaluation merged by exactly one merger");
+        let daily = store.engine().daily(&whole("fncalls", T0, T0 + DAY)).unwrap();
+        assert_eq!(daily[0].agg.n, 120);
+        let fresh = store.engine().recompute_daily().unwrap();
+        let fncalls: Vec<_> = fresh.iter().filter(|r| r.metric == "fncalls" && r.path.is_empty()).collect();
+        assert_eq!(fncalls[0].agg.fingerprint(), daily[0].agg.fingerprint());
+    });
+}
+
+#[test]
 fn daily_aggregates_equal_a_full_recomputation() {
     on_both_engines(|db| {
         let mut store = Store::open(db).unwrap();

@@ -40,14 +40,18 @@ pub struct Counts {
 
 impl Writer {
     /// `generation` is bumped after each commit that changes the store (cached answers go).
-    pub fn start(mut store: Store, generation: Arc<AtomicU64>) -> (Writer, std::thread::JoinHandle<()>) {
+    /// `merger` is a second connection, on which the daily aggregates are merged off the
+    /// writer's thread.
+    pub fn start(mut store: Store, merger: Store, generation: Arc<AtomicU64>) -> (Writer, std::thread::JoinHandle<()>) {
         let (queue, mut rx) = mpsc::channel::<(Record, Reply)>(4 * GROUP);
         let counts = Arc::new(Counts::default());
         let thread_counts = counts.clone();
+        let (stored, news) = std::sync::mpsc::channel::<usize>();
+        let merger_generation = generation.clone();
+        let merger = std::thread::Builder::new().name("aggregate-merger".into()).spawn(move || merge_loop(merger, news, merger_generation)).expect("a thread");
         let thread = std::thread::Builder::new()
             .name("ingest-writer".into())
             .spawn(move || {
-                let mut aggregation = Aggregation::default();
                 while let Some(first) = rx.blocking_recv() {
                     let mut group = vec![first];
                     while group.len() < GROUP {
@@ -60,12 +64,14 @@ impl Writer {
                     match store.ingest_deferred(&records) {
                         Ok(marks) => {
                             generation.fetch_add(1, Ordering::Release);
+                            let mut new_count = 0;
                             for (new, reply) in marks.into_iter().zip(replies) {
                                 let counter = if new { &thread_counts.new } else { &thread_counts.duplicate };
                                 counter.fetch_add(1, Ordering::Relaxed);
-                                aggregation.pending += new as usize;
+                                new_count += new as usize;
                                 let _ = reply.send(Ok(new));
                             }
+                            let _ = stored.send(new_count);
                         }
                         Err(e) => {
                             tracing::error!(error = %e, reports = records.len(), "storing failed; nothing of this group was stored");
@@ -74,13 +80,10 @@ impl Writer {
                             }
                         }
                     }
-                    if aggregation.due(rx.is_empty()) {
-                        aggregation.run(&mut store);
-                        generation.fetch_add(1, Ordering::Release);
-                    }
                 }
-                // Shutting down: nothing is left pending.
-                aggregation.run(&mut store);
+                // Shutting down: the merger merges what is pending, and ends.
+                drop(stored);
+                let _ = merger.join();
             })
             .expect("a thread");
         (Writer { queue, counts }, thread)
@@ -105,33 +108,60 @@ fn shutting_down() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down")
 }
 
-/// When the writer merges the daily aggregates of what it stored: in bulk, when many are
-/// pending or the queue has been quiet a while, so that a burst of ingests is not slowed by
-/// aggregate updates (16 000 per flake and day for 2000-output reports). Queries count
-/// pending evaluations from their raw rows meanwhile, so answers do not change.
-#[derive(Default)]
-struct Aggregation {
-    pending: usize,
-    last: Option<std::time::Instant>,
-}
-
-impl Aggregation {
+/// Merges the daily aggregates of what the writer stored, on its own connection: in bulk, when
+/// many are pending or ingest has been quiet a while, so that a burst of ingests is not slowed
+/// by aggregate updates (16 000 per flake and day for 2000-output reports). The costly part of
+/// a merge (reading a slice and adding it up) holds no lock, so the writer's commits go on
+/// meanwhile; each slice ends in one short write transaction. Queries count pending
+/// evaluations from their raw rows meanwhile, so answers do not change. `news` carries how
+/// many new evaluations each commit stored; when the writer drops it, what is pending is merged
+/// and the merger ends.
+fn merge_loop(mut store: Store, news: std::sync::mpsc::Receiver<usize>, generation: Arc<AtomicU64>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    /// Pending evaluations that start a merge at once.
     const MANY: usize = 2000;
+    /// A quiet spell after which whatever is pending is merged.
     const QUIET: Duration = Duration::from_secs(2);
-    /// Evaluations per aggregation transaction: bounds the writer's memory (~60 MB).
+    /// Evaluations per merge transaction: bounds the merger's memory (~60 MB).
     const SLICE: usize = 200;
-
-    fn due(&self, queue_empty: bool) -> bool {
-        self.pending >= Self::MANY || (self.pending > 0 && queue_empty && self.last.is_none_or(|t| t.elapsed() >= Self::QUIET))
-    }
-
-    fn run(&mut self, store: &mut Store) {
-        match store.aggregate_pending(Self::SLICE) {
-            Ok(n) => tracing::debug!(evaluations = n, "aggregated"),
-            Err(e) => tracing::error!(error = %e, "merging aggregates failed; they stay pending and are counted from raw rows"),
+    let mut pending = 0usize;
+    let mut last_news = std::time::Instant::now();
+    let mut open = true;
+    while open {
+        let wait = if pending >= MANY { Duration::ZERO } else { QUIET.saturating_sub(last_news.elapsed()).max(Duration::from_millis(10)) };
+        match news.recv_timeout(wait) {
+            Ok(n) => {
+                pending += n;
+                last_news = std::time::Instant::now();
+                while let Ok(n) = news.try_recv() {
+                    pending += n;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => open = false,
         }
-        self.pending = 0;
-        self.last = Some(std::time::Instant::now());
+        let due = pending >= MANY || (pending > 0 && last_news.elapsed() >= QUIET) || (!open && pending > 0);
+        if !due {
+            continue;
+        }
+        match store.aggregate_pending(SLICE) {
+            Ok(0) => pending = 0,
+            Ok(n) => {
+                tracing::debug!(evaluations = n, "aggregated");
+                pending = pending.saturating_sub(n);
+                generation.fetch_add(1, Ordering::Release);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "merging aggregates failed; they stay pending and are counted from raw rows");
+                pending = 0;
+            }
+        }
+        // Shutting down: merge every slice left, whatever this loop counted.
+        if !open {
+            while matches!(store.aggregate_pending(SLICE), Ok(n) if n > 0) {
+                generation.fetch_add(1, Ordering::Release);
+            }
+        }
     }
 }
 

@@ -69,6 +69,8 @@ pub struct ServeArgs {
 /// 100) took peak RSS from 312 to 212 MB but ingest from 241/s to 191/s with a p99 of
 /// 713 ms (docs/benchmarks.md): throughput won.
 const WRITER_CACHE_MIB: u32 = 64;
+/// The aggregate merger's connection: it reads a slice and rewrites a day's aggregates.
+const MERGER_CACHE_MIB: u32 = 16;
 const READER_CACHE_MIB: u32 = 8;
 
 fn parse_bytes(text: &str) -> Result<u64, String> {
@@ -149,6 +151,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     let ingest = if token.is_some() { "on" } else { "off" };
     let (location, mut writer_store) = open(&args.db)?;
     writer_store.engine().set_cache_mib(WRITER_CACHE_MIB)?;
+    let (_, mut merger_store) = open(&args.db)?;
+    merger_store.engine().set_cache_mib(MERGER_CACHE_MIB)?;
     let readers = deadpool::unmanaged::Pool::new(args.readers as usize);
     for _ in 0..args.readers {
         let (_, mut store) = open(&args.db)?;
@@ -160,7 +164,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| BadInput(format!("cannot listen on {}: {e}", args.listen)))?;
         let addr = listener.local_addr()?;
         let answers = cache::Answers::new(4096);
-        let (writer, writer_thread) = ingest::Writer::start(writer_store, answers.generation());
+        let (writer, writer_thread) = ingest::Writer::start(writer_store, merger_store, answers.generation());
         let collector = args.watch.clone().map(|dir| ingest::Collector::start(dir, Duration::from_secs_f64(args.interval.max(0.05)), writer.clone()));
         let app = Arc::new(App {
             readers,

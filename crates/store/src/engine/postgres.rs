@@ -49,6 +49,23 @@ impl Postgres {
         postgres.finish_migrations()?;
         Ok(postgres)
     }
+
+    /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
+    /// snapshot (a repeatable-read transaction, no lock).
+    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+        let mut tx = self.client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
+        let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());
+        let rows = tx.query(&sql, &[&limit])?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let mut batch: Vec<(Evaluation, Vec<Output>)> =
+            rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
+        let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
+            batch[position[&r.get::<_, i64>(0)]].1 = named_outputs(&mut tx, &mut self.paths, r.get(1))?;
+        }
+        tx.commit()?;
+        Ok((ids, batch))
+    }
 }
 
 /// Migration 3: the rows of `outputs` packed into `costs`, one value per evaluation, a
@@ -204,22 +221,29 @@ impl Engine for Postgres {
         Ok(fresh)
     }
 
+    /// Two phases, so that the merge holds its lock only briefly: the slice's outputs are read
+    /// and added up outside any lock, then one transaction under the advisory lock (one merger
+    /// at a time) marks them aggregated and merges the sums into `daily`. If another merger took
+    /// part of the slice meanwhile, it is rolled back and the next slice read again.
     fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
-        let mut tx = self.client.transaction()?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-        let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());
-        let rows = tx.query(&sql, &[&limit])?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        let mut batch: Vec<(Evaluation, Vec<Output>)> =
-            rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
-        let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
-            batch[position[&r.get::<_, i64>(0)]].1 = named_outputs(&mut tx, &mut self.paths, r.get(1))?;
+        loop {
+            let (ids, batch) = self.pending_slice(limit)?;
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let added = batch_aggregates(&batch);
+            drop(batch);
+            let mut tx = self.client.transaction()?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+            let marked = tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1) AND NOT aggregated", &[&ids])?;
+            if marked as usize != ids.len() {
+                tx.rollback()?;
+                continue;
+            }
+            merge_daily(&mut tx, added)?;
+            tx.commit()?;
+            return Ok(ids.len());
         }
-        tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1)", &[&ids])?;
-        merge_daily(&mut tx, batch_aggregates(&batch))?;
-        tx.commit()?;
-        Ok(ids.len())
     }
 
     fn rebuild_pending(&mut self) -> Result<bool> {

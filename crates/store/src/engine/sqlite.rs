@@ -37,6 +37,35 @@ impl Sqlite {
         sqlite.finish_migrations()?;
         Ok(sqlite)
     }
+
+    /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
+    /// snapshot (a read transaction: no lock that writers wait for).
+    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();
+        let mut ids: Vec<i64> = Vec::new();
+        {
+            let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT ?1", metric_columns());
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map([limit], |r| {
+                let values: [i64; 8] = std::array::from_fn(|i| r.get(5 + i).unwrap_or(0));
+                Ok((r.get::<_, i64>(0)?, pending_evaluation(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, values)))
+            })?;
+            for row in rows {
+                let (id, e) = row?;
+                ids.push(id);
+                batch.push((e, Vec::new()));
+            }
+            let mut costs = tx.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?;
+            for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
+                if let Some(bytes) = costs.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                    *out = named_outputs(&tx, &mut self.paths, &bytes)?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok((ids, batch))
+    }
 }
 
 /// Creates the schema (version 1), then runs the migrations from the stored version to
@@ -233,34 +262,38 @@ impl Engine for Sqlite {
         Ok(fresh)
     }
 
+    /// Two phases, so that the write lock is held only briefly: the slice's outputs are read
+    /// and added up with no lock (WAL readers block nobody), then one short write transaction
+    /// marks them aggregated and merges the sums into `daily`. If another merger (a second
+    /// process) took part of the slice meanwhile, the transaction is rolled back and the next
+    /// slice read again.
     fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();
-        let mut ids: Vec<i64> = Vec::new();
-        {
-            let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT ?1", metric_columns());
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt.query_map([limit], |r| {
-                let values: [i64; 8] = std::array::from_fn(|i| r.get(5 + i).unwrap_or(0));
-                Ok((r.get::<_, i64>(0)?, pending_evaluation(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, values)))
-            })?;
-            for row in rows {
-                let (id, e) = row?;
-                ids.push(id);
-                batch.push((e, Vec::new()));
+        loop {
+            let (ids, batch) = self.pending_slice(limit)?;
+            if ids.is_empty() {
+                return Ok(0);
             }
-            let mut costs = tx.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?;
-            let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1")?;
-            for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
-                if let Some(bytes) = costs.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                    *out = named_outputs(&tx, &mut self.paths, &bytes)?;
+            let added = batch_aggregates(&batch);
+            drop(batch);
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut taken = false;
+            {
+                let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1 AND NOT aggregated")?;
+                for id in &ids {
+                    if mark.execute([id])? == 0 {
+                        taken = true;
+                        break;
+                    }
                 }
-                mark.execute([id])?;
             }
+            if taken {
+                tx.rollback()?;
+                continue;
+            }
+            merge_daily(&tx, added)?;
+            tx.commit()?;
+            return Ok(ids.len());
         }
-        merge_daily(&tx, batch_aggregates(&batch))?;
-        tx.commit()?;
-        Ok(ids.len())
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {

@@ -227,3 +227,37 @@ fn two_runs_writing_the_same_report_both_succeed() {
     assert_eq!(report.nodes.len(), 3);
     assert_only(dir.path(), &["r.json"]);
 }
+
+#[test]
+fn sigint_stops_every_worker_of_a_parallel_walk() {
+    let flake = slow_flake();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let mut child = cli()
+        .args(["profile", &flake.url(), "--no-progress", "-j", "2", "-o"])
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (mut seen, mut rest) = wait_for_walk(&mut child);
+    kill(child.id() as i32, libc::SIGINT);
+    let started = Instant::now();
+    rest.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(20), "stopping took {:?}", started.elapsed());
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
+    // The workers' partial reports, joined: valid, incomplete, conserved per worker.
+    let report = read_report(&out).unwrap();
+    report.validate().unwrap();
+    assert!(!report.meta.complete);
+    assert_eq!(report.charged_sum(), report.totals, "conservation");
+    assert!(!report.meta.parts.is_empty() && report.meta.parts.iter().all(|p| !p.complete), "{:?}", report.meta.parts);
+    assert!(report.nodes.iter().any(|n| n.kind == Kind::Interrupted), "a worker's node being walked is marked interrupted");
+    assert!(report.nodes.iter().filter(|n| n.is_derivation).count() < 20, "the walk went on after the signal");
+    // Nothing left behind: no workers' scratch directory, no nix.
+    assert_only(dir.path(), &["r.json"]);
+    assert!(nix_processes(&flake.url()).is_empty(), "a worker outlived the CLI");
+}

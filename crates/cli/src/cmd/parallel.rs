@@ -63,11 +63,24 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     let outcomes = Mutex::new(Outcomes::default());
     let bar = super::profile::progress_bar(args.no_progress);
     let nodes_per_slot: Vec<std::sync::atomic::AtomicU64> = (0..parallel.jobs).map(|_| Default::default()).collect();
+    // Each running worker's signals are forwarded to it by its NixRun; this one catches a stop
+    // signal arriving between two workers of a slot (which would otherwise kill us outright)
+    // and stops every slot from starting another.
+    let mut signals = signal_hook::iterator::Signals::new(nixrun::STOP_SIGNALS).context("cannot handle signals")?;
+    let signal_handle = signals.handle();
     std::thread::scope(|scope| {
+        let (stop, outcomes) = (&stop, &outcomes);
+        scope.spawn(move || {
+            for signal in signals.forever() {
+                stop.store(true, Ordering::Release);
+                outcomes.lock().unwrap_or_else(|p| p.into_inner()).stopped_by.get_or_insert(signal);
+            }
+        });
+        let mut slots = Vec::with_capacity(parallel.jobs);
         for slot in 0..parallel.jobs {
             let (base, claims, claims_path, scratch) = (&base, &claims, &claims_path, &scratch);
-            let (next_run, stop, outcomes, bar, nodes_per_slot, plugin) = (&next_run, &stop, &outcomes, &bar, &nodes_per_slot, &plugin);
-            scope.spawn(move || {
+            let (next_run, bar, nodes_per_slot, plugin) = (&next_run, &bar, &nodes_per_slot, &plugin);
+            slots.push(scope.spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let run = next_run.fetch_add(1, Ordering::AcqRel);
                     let report = scratch.0.join(format!("worker-{run}.json"));
@@ -93,8 +106,12 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                 if o.stopped_by.is_some() || o.failure.is_some() {
                     stop.store(true, Ordering::Release);
                 }
-            });
+            }));
         }
+        for slot in slots {
+            let _ = slot.join();
+        }
+        signal_handle.close();
     });
     bar.finish_and_clear();
     let mut outcomes = outcomes.into_inner().unwrap_or_else(|p| p.into_inner());

@@ -148,8 +148,7 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             let shared = SharedClaims::open(std::path::Path::new(&request.claims))?;
             let claims = RunClaims { shared, run: request.worker_run };
             let max_rss = (request.max_rss > 0).then_some(request.max_rss);
-            let worker = Worker { claims: Box::new(claims), max_rss, units_seen: 0, units_walked: 0, retired: false };
-            session.become_worker(worker, request.worker_run);
+            session.become_worker(Worker::new(Box::new(claims), max_rss), request.worker_run);
         }
         let cap = if request.stacks_nodes == 0 { NODE_CAP } else { request.stacks_nodes as usize };
         CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(|| CallTree::with_cap(cap)));

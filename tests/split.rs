@@ -72,12 +72,7 @@ fn shards_joined_equal_the_whole_walk() {
     for (part, shard) in joined.meta.parts.iter().zip(&shards) {
         let shard = shard.report();
         assert_eq!(part.totals, shard.totals, "{}", part.name);
-        let mut sum = part.unattributed;
-        sum.add(&part.shared);
-        for &id in &part.nodes {
-            sum.add(&joined.nodes[id as usize].cost);
-        }
-        assert_eq!(sum, part.totals, "{}", part.name);
+        assert_eq!(part.charged_sum(&joined.nodes), part.totals, "{}", part.name);
     }
 
     // `report` joins shards itself: the same rows as the joined report.
@@ -130,12 +125,7 @@ fn counters(report: &Report) -> std::collections::BTreeMap<String, (u64, u64)> {
 fn assert_parts_conserved(joined: &Report) {
     assert_eq!(joined.charged_sum(), joined.totals);
     for part in &joined.meta.parts {
-        let mut sum = part.unattributed;
-        sum.add(&part.shared);
-        for &id in &part.nodes {
-            sum.add(&joined.nodes[id as usize].cost);
-        }
-        assert_eq!(sum, part.totals, "{}", part.name);
+        assert_eq!(part.charged_sum(&joined.nodes), part.totals, "{}", part.name);
     }
 }
 

@@ -165,12 +165,13 @@ impl Walk {
             WalkSystems::All => "systems = \"all\"; ".into(),
             WalkSystems::Only(list) => format!("systems = {}; ", nix_list(list)),
         };
-        let mut shard = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
+        // The arguments of split, single-output and worker walks, when they are such walks.
+        let mut split = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
         if let Some(only) = &self.only {
-            shard.push_str(&format!("only = {}; ", nix_list(only)));
+            split.push_str(&format!("only = {}; ", nix_list(only)));
         }
         if let Some(worker) = &self.worker {
-            shard.push_str(&format!(
+            split.push_str(&format!(
                 "claims = {}; workerRun = {}; maxRss = {}; ",
                 nix_string(&worker.claims.to_string_lossy()),
                 worker.run,
@@ -178,7 +179,7 @@ impl Walk {
             ));
         }
         format!(
-            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; {shard}argv = {}; }}",
+            "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; {split}argv = {}; }}",
             nix_string(&self.flake),
             nix_string(&self.base_dir.to_string_lossy()),
             nix_string(&self.report.to_string_lossy()),

@@ -69,6 +69,12 @@ pub fn check_viewable(report: &Report, view: CostView, name: &str) -> Result<(),
     Ok(())
 }
 
+/// [`view`] of `report` (named `name` in the error), once [`check_viewable`] allows it.
+pub fn checked_view(report: &Report, cost: CostView, name: &str) -> Result<Report, String> {
+    check_viewable(report, cost, name)?;
+    Ok(view(report, cost))
+}
+
 /// `report` as seen through `view`: each isolated output's node costs its standalone (or
 /// shared) cost, and nothing else costs anything (the other nodes, the unattributed bucket), so
 /// tables, graphs and comparisons show those costs per output. Exclusive: unchanged.

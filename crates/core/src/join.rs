@@ -393,12 +393,7 @@ mod tests {
         assert_eq!(one.nodes, [2, 4]);
         assert_eq!(two.nodes, [3]);
         for part in [one, two] {
-            let mut sum = part.unattributed;
-            sum.add(&part.shared);
-            for &id in &part.nodes {
-                sum.add(&joined.nodes[id as usize].cost);
-            }
-            assert_eq!(sum, part.totals, "{}", part.name);
+            assert_eq!(part.charged_sum(&joined.nodes), part.totals, "{}", part.name);
         }
     }
 

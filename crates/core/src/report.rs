@@ -259,6 +259,20 @@ pub fn check_schema(schema: &str, version: u32) -> Result<(), String> {
     Ok(())
 }
 
+impl Part {
+    /// What this part's nodes (in the joined report's `nodes`), its unattributed cost and its
+    /// share of nodes walked by several parts add up to: equal to its `totals` when costs are
+    /// conserved.
+    pub fn charged_sum(&self, nodes: &[Node]) -> Cost {
+        let mut sum = self.unattributed;
+        sum.add(&self.shared);
+        for &id in &self.nodes {
+            sum.add(&nodes[id as usize].cost);
+        }
+        sum
+    }
+}
+
 impl Report {
     /// Checks the structural promises readers rely on: ids are indexes, parents come first.
     pub fn validate(&self) -> Result<(), String> {

@@ -158,29 +158,26 @@ impl<S: Sensor> Session<S> {
     /// Like [`Session::enter_node`] for the walker: `None` when the child is a unit that
     /// another worker of a parallel walk has (or this one is retired), and is skipped.
     pub fn enter_walk_node(&mut self, parent: Option<u32>, name: &str) -> Option<u32> {
-        if let Some(worker) = &mut self.worker {
-            let mut child = self.nodes.get(parent.unwrap_or(u32::MAX) as usize).map_or_else(Vec::new, |n| n.path.clone());
-            child.push(name.to_string());
-            if walk_policy::is_unit(&child) {
-                if worker.retired {
+        let is_unit = self.worker.is_some() && walk_policy::child_is_unit(self.path_of(parent), name);
+        if let (true, Some(worker)) = (is_unit, &mut self.worker) {
+            if worker.retired {
+                return None;
+            }
+            let index = worker.units_seen;
+            worker.units_seen += 1;
+            match worker.claims.claim(index) {
+                Claim::Mine => {}
+                Claim::Taken => return None,
+                Claim::Lost(signal) => {
+                    // Its worker died on it: an error node, costing nothing, not evaluated.
+                    let id = self.add_node(parent, name, Kind::Error);
+                    self.nodes[id as usize].outcome.error = Some(crate::workers::lost_message(signal));
                     return None;
                 }
-                let index = worker.units_seen;
-                worker.units_seen += 1;
-                match worker.claims.claim(index) {
-                    Claim::Mine => {}
-                    Claim::Taken => return None,
-                    Claim::Lost(signal) => {
-                        // Its worker died on it: an error node, costing nothing, not evaluated.
-                        let id = self.add_node(parent, name, Kind::Error);
-                        self.nodes[id as usize].outcome.error = Some(crate::workers::lost_message(signal));
-                        return None;
-                    }
-                }
-                let id = self.enter_node(parent, name);
-                self.worker_units.insert(id, index);
-                return Some(id);
             }
+            let id = self.enter_node(parent, name);
+            self.worker_units.insert(id, index);
+            return Some(id);
         }
         Some(self.enter_node(parent, name))
     }

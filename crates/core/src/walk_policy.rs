@@ -131,6 +131,13 @@ pub fn is_unit(path: &[String]) -> bool {
     path.first().is_some_and(|output| path.len() == unit_depth(output))
 }
 
+/// Whether the child `name` of the set at `parent` is a unit, without building its path (the
+/// walk asks at every node).
+pub fn child_is_unit(parent: &[String], name: &str) -> bool {
+    let output = parent.first().map_or(name, String::as_str);
+    parent.len() + 1 == unit_depth(output)
+}
+
 /// One part of a deterministic split of the walk: shard `index` (1-based) of `count`. A unit
 /// belongs to the shard `1 + fmix64(fnv1a64(path)) mod count`: FNV-1a over the path's
 /// components, each followed by a zero byte, then MurmurHash3's 64-bit finalizer (FNV's low bits
@@ -159,8 +166,12 @@ impl Shard {
 
     /// The shard (1-based) that walks the unit at `path`.
     pub fn of_unit(path: &[String], count: u32) -> u32 {
+        Self::of_components(path.iter().map(String::as_str), count)
+    }
+
+    fn of_components<'a>(path: impl Iterator<Item = &'a str>, count: u32) -> u32 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in path.iter().flat_map(|c| c.as_bytes().iter().chain(std::iter::once(&0u8))) {
+        for byte in path.flat_map(|c| c.as_bytes().iter().chain(std::iter::once(&0u8))) {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }
@@ -175,9 +186,8 @@ impl Shard {
     /// Whether this shard walks the child `name` of the set at `parent`: every structure node,
     /// and the units that hash to it.
     pub fn walks(&self, parent: &[String], name: &str) -> bool {
-        let mut child = parent.to_vec();
-        child.push(name.to_string());
-        !is_unit(&child) || Shard::of_unit(&child, self.count) == self.index
+        let child = parent.iter().map(String::as_str).chain(std::iter::once(name));
+        !child_is_unit(parent, name) || Shard::of_components(child, self.count) == self.index
     }
 }
 
@@ -279,6 +289,10 @@ mod tests {
         assert!(is_unit(&p("lib.f")));
         assert!(!is_unit(&p("lib")));
         assert!(!is_unit(&p("hydraJobs.a.b")));
+        assert!(child_is_unit(&p("packages.x86_64-linux"), "hello"));
+        assert!(!child_is_unit(&p("packages"), "x86_64-linux"));
+        assert!(child_is_unit(&p("lib"), "f"));
+        assert!(!child_is_unit(&[], "lib"));
     }
 
     #[test]

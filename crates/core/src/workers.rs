@@ -210,6 +210,12 @@ pub struct Worker {
     pub retired: bool,
 }
 
+impl Worker {
+    pub fn new(claims: Box<dyn Claims>, max_rss: Option<u64>) -> Worker {
+        Worker { claims, max_rss, units_seen: 0, units_walked: 0, retired: false }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -347,9 +347,30 @@ pub trait Engine: Send {
     /// outputs, and the daily aggregates merged with theirs, or, when `defer`, marked
     /// pending for [`Engine::aggregate_pending`]. Returns the indices of the new.
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>>;
-    /// Merges the aggregates of at most `limit` pending evaluations into `daily`, in one
-    /// transaction; returns how many.
-    fn aggregate_pending(&mut self, limit: i64) -> Result<usize>;
+    /// Merges the aggregates of at most `limit` pending evaluations into `daily`; returns how
+    /// many. Two phases, so that the write lock is held only briefly: the slice is read and
+    /// added up holding no lock ([`Engine::pending_slice`]), then one short write transaction
+    /// applies it ([`Engine::apply_slice`]). If another merger (a second process) took part of
+    /// the slice meanwhile, nothing is applied and the next slice is read again.
+    fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
+        loop {
+            let (ids, batch) = self.pending_slice(limit)?;
+            if ids.is_empty() {
+                return Ok(0);
+            }
+            let added = batch_aggregates(&batch);
+            drop(batch);
+            if self.apply_slice(&ids, added)? {
+                return Ok(ids.len());
+            }
+        }
+    }
+    /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
+    /// snapshot that no writer waits for.
+    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)>;
+    /// In one write transaction (one merger at a time), marks `ids` aggregated and merges
+    /// `added` into `daily`; false, with nothing changed, if one of them was aggregated already.
+    fn apply_slice(&mut self, ids: &[i64], added: std::collections::BTreeMap<SeriesKey, Aggs>) -> Result<bool>;
     fn daily(&mut self, selection: &Selection) -> Result<Vec<DailyRow>>;
     fn samples(&mut self, selection: &Selection) -> Result<Vec<Sample>>;
     /// Every output path stored.

@@ -34,8 +34,7 @@ pub fn run(args: GraphArgs) -> anyhow::Result<i32> {
         return Err(crate::BadInput(format!("--min-share takes a percentage from 0 to 100, not {}", args.min_share)).into());
     }
     let report = read_report(&args.report)?;
-    nix_evalcost_core::isolate::check_viewable(&report, args.cost.view, &args.report.display().to_string()).map_err(crate::BadInput)?;
-    let report = nix_evalcost_core::isolate::view(&report, args.cost.view);
+    let report = nix_evalcost_core::isolate::checked_view(&report, args.cost.view, &args.report.display().to_string()).map_err(crate::BadInput)?;
     let opts = GraphOptions {
         metric: args.metric,
         depth: args.depth,

@@ -52,15 +52,14 @@ pub fn merge_viewed(
     options: &nix_evalcost_core::merge::MergeOptions,
     view: nix_evalcost_core::isolate::CostView,
 ) -> anyhow::Result<nix_evalcost_core::merge::Merged> {
-    use nix_evalcost_core::isolate::{check_viewable, CostView};
+    use nix_evalcost_core::isolate::{checked_view, CostView};
     if view == CostView::Exclusive {
         return Ok(nix_evalcost_core::merge::merge_files(files, options)?);
     }
     let mut viewed = Vec::with_capacity(files.len());
     for file in files {
         let report = nix_evalcost_core::report_io::read_report(file)?;
-        check_viewable(&report, view, &file.display().to_string()).map_err(BadInput)?;
-        viewed.push((file.clone(), nix_evalcost_core::isolate::view(&report, view)));
+        viewed.push((file.clone(), checked_view(&report, view, &file.display().to_string()).map_err(BadInput)?));
     }
     Ok(nix_evalcost_core::merge::merge_reports(&viewed, options)?)
 }

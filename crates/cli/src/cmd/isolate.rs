@@ -4,8 +4,8 @@
 
 use super::parallel::Scratch;
 use super::profile::WalkArgs;
-use crate::nixrun::{self, NixRun, Walk, WalkSystems};
-use anyhow::{anyhow, Context, Result};
+use crate::nixrun::{self, NixRun, Walk};
+use anyhow::Result;
 use nix_evalcost_core::cost::Cost;
 use nix_evalcost_core::report::{Isolated, Report};
 use nix_evalcost_core::report_io::read_report;
@@ -16,25 +16,12 @@ use std::sync::Mutex;
 /// Walks each unit of `report` alone and records its standalone cost in `report.isolated`.
 /// Returns the stop signal if one stopped it (the outputs isolated so far are kept).
 pub fn isolate(args: &WalkArgs, flake: &str, output: &Path, report: &mut Report, jobs: usize) -> Result<Option<i32>> {
-    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
-    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let (plugin, walk) = args.prepare(flake, Default::default())?;
+    // Each output alone, whatever part of the flake the walk covered, without call stacks.
+    let base = Walk { stacks: false, shard: None, ..walk };
     let scratch = Scratch::new(output)?;
     let units: Vec<(u32, Vec<String>)> =
         report.nodes.iter().filter(|n| nix_evalcost_core::walk_policy::is_unit(&n.path)).map(|n| (n.id, n.path.clone())).collect();
-    let base = Walk {
-        flake: nixrun::local_path_ref(flake, &cwd),
-        base_dir: cwd.clone(),
-        report: Default::default(),
-        systems: WalkSystems::from_args(&args.systems),
-        force_drv_paths: !args.no_drv_paths,
-        stacks: false,
-        stacks_nodes: args.stacks_nodes,
-        argv: std::env::args().collect(),
-        shard: None,
-        worker: None,
-        only: None,
-    };
     let bar = super::profile::progress_bar(args.no_progress);
     bar.set_length(units.len() as u64);
     bar.set_message("outputs evaluated alone");
@@ -94,7 +81,7 @@ fn standalone(node: u32, path: &[String], solo: &Path, outcome: Result<nixrun::N
         }
     };
     let Some(alone) = report.nodes.iter().find(|n| n.path == path) else {
-        return failed(anyhow!("the walk of it alone did not reach it").to_string());
+        return failed("the walk of it alone did not reach it".to_string());
     };
     let inclusive = report.inclusive_costs();
     Isolated { node, standalone: inclusive[alone.id as usize], after: alone.after, error: None }

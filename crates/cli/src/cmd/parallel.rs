@@ -10,7 +10,7 @@
 //! and the partial reports are joined into a partial report.
 
 use super::profile::{WalkArgs, Walked};
-use crate::nixrun::{self, NixRun, Walk, WalkSystems, WorkerWalk};
+use crate::nixrun::{self, NixRun, Walk, WorkerWalk};
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::join::{join_workers, PartReport};
 use nix_evalcost_core::report_io::{read_report, write_report};
@@ -39,25 +39,10 @@ struct Outcomes {
 
 /// Walks `flake` with `parallel.jobs` workers and writes the joined report at `output`.
 pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel) -> Result<Walked> {
-    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
-    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let (plugin, base) = args.prepare(flake, PathBuf::new())?;
     let scratch = Scratch::new(output)?;
     let claims_path = scratch.0.join("claims");
     let claims = SharedClaims::create(&claims_path).map_err(|e| anyhow!(e))?;
-    let base = Walk {
-        flake: nixrun::local_path_ref(flake, &cwd),
-        base_dir: cwd.clone(),
-        report: PathBuf::new(),
-        systems: WalkSystems::from_args(&args.systems),
-        force_drv_paths: !args.no_drv_paths,
-        stacks: args.stacks,
-        stacks_nodes: args.stacks_nodes,
-        argv: std::env::args().collect(),
-        shard: args.shard,
-        worker: None,
-        only: None,
-    };
     let next_run = AtomicU32::new(1);
     let stop = AtomicBool::new(false);
     let outcomes = Mutex::new(Outcomes::default());

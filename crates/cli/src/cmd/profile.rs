@@ -92,6 +92,30 @@ pub struct WalkArgs {
     pub(crate) nix_args: Vec<String>,
 }
 
+impl WalkArgs {
+    /// The plugin to load and the walk of `flake` these arguments describe, writing `report`
+    /// (shared by a single walk, the workers of `-j` and the walks of `--isolate`).
+    pub(crate) fn prepare(&self, flake: &str, report: PathBuf) -> Result<(PathBuf, Walk)> {
+        let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
+        let plugin = nixrun::find_plugin(self.plugin.as_deref(), &exe)?;
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let walk = Walk {
+            flake: nixrun::local_path_ref(flake, &cwd),
+            base_dir: cwd,
+            report,
+            systems: WalkSystems::from_args(&self.systems),
+            force_drv_paths: !self.no_drv_paths,
+            stacks: self.stacks,
+            stacks_nodes: self.stacks_nodes,
+            argv: std::env::args().collect(),
+            shard: self.shard,
+            worker: None,
+            only: None,
+        };
+        Ok((plugin, walk))
+    }
+}
+
 /// What one walk gave.
 pub enum Walked {
     /// The whole report, written at the output path.
@@ -209,23 +233,8 @@ fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
 /// Walks `flake` in a `nix` process with the plugin and writes the report at `output`
 /// (atomically: a staging file renamed when nix is done).
 pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
-    let exe = std::env::current_exe().context("cannot locate the nix-evalcost binary")?;
-    let plugin = nixrun::find_plugin(args.plugin.as_deref(), &exe)?;
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let staging = nixrun::staging_path(output)?;
-    let walk = Walk {
-        flake: nixrun::local_path_ref(flake, &cwd),
-        base_dir: cwd.clone(),
-        report: staging.clone(),
-        systems: WalkSystems::from_args(&args.systems),
-        force_drv_paths: !args.no_drv_paths,
-        stacks: args.stacks,
-        stacks_nodes: args.stacks_nodes,
-        argv: std::env::args().collect(),
-        shard: args.shard,
-        worker: None,
-        only: None,
-    };
+    let (plugin, walk) = args.prepare(flake, staging.clone())?;
 
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };

@@ -50,8 +50,8 @@ pub fn run(args: ReportArgs) -> anyhow::Result<i32> {
         // The shards of one split walk are parts of one run, not runs of their own.
         let joined = crate::cmd::merge::read_and_join(&files, args.allow_missing)?;
         let name = Path::new("(joined shards)");
-        nix_evalcost_core::isolate::check_viewable(&joined, args.cost.view, "the joined shards").map_err(crate::BadInput)?;
-        merged = merge_report(&nix_evalcost_core::isolate::view(&joined, args.cost.view), name, &options);
+        let viewed = nix_evalcost_core::isolate::checked_view(&joined, args.cost.view, "the joined shards").map_err(crate::BadInput)?;
+        merged = merge_report(&viewed, name, &options);
     }
     let view = View::new(&merged, args.select.sort, args.select.top);
     let text = match args.format {

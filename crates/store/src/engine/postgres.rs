@@ -4,7 +4,7 @@
 
 use super::packed::PackedOutput;
 use super::{
-    daily_row, merged_rows, Aggs, SeriesKey, batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::record::{Evaluation, Output, METRICS};
@@ -48,23 +48,6 @@ impl Postgres {
         let mut postgres = Postgres { client, paths: PathCache::default() };
         postgres.finish_migrations()?;
         Ok(postgres)
-    }
-
-    /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
-    /// snapshot (a repeatable-read transaction, no lock).
-    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
-        let mut tx = self.client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
-        let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());
-        let rows = tx.query(&sql, &[&limit])?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-        let mut batch: Vec<(Evaluation, Vec<Output>)> =
-            rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
-        let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
-        for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
-            batch[position[&r.get::<_, i64>(0)]].1 = named_outputs(&mut tx, &mut self.paths, r.get(1))?;
-        }
-        tx.commit()?;
-        Ok((ids, batch))
     }
 }
 
@@ -221,29 +204,33 @@ impl Engine for Postgres {
         Ok(fresh)
     }
 
-    /// Two phases, so that the merge holds its lock only briefly: the slice's outputs are read
-    /// and added up outside any lock, then one transaction under the advisory lock (one merger
-    /// at a time) marks them aggregated and merges the sums into `daily`. If another merger took
-    /// part of the slice meanwhile, it is rolled back and the next slice read again.
-    fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
-        loop {
-            let (ids, batch) = self.pending_slice(limit)?;
-            if ids.is_empty() {
-                return Ok(0);
-            }
-            let added = batch_aggregates(&batch);
-            drop(batch);
-            let mut tx = self.client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
-            let marked = tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1) AND NOT aggregated", &[&ids])?;
-            if marked as usize != ids.len() {
-                tx.rollback()?;
-                continue;
-            }
-            merge_daily(&mut tx, added)?;
-            tx.commit()?;
-            return Ok(ids.len());
+    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+        // A repeatable-read transaction: one snapshot, no lock.
+        let mut tx = self.client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
+        let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());
+        let rows = tx.query(&sql, &[&limit])?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        let mut batch: Vec<(Evaluation, Vec<Output>)> =
+            rows.iter().map(|r| (pending_evaluation(r.get(1), r.get(2), r.get(3), r.get(4), std::array::from_fn(|i| r.get(5 + i))), Vec::new())).collect();
+        let position: HashMap<i64, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        for r in tx.query("SELECT evaluation_id, outputs FROM costs WHERE evaluation_id = ANY($1)", &[&ids])? {
+            batch[position[&r.get::<_, i64>(0)]].1 = named_outputs(&mut tx, &mut self.paths, r.get(1))?;
         }
+        tx.commit()?;
+        Ok((ids, batch))
+    }
+
+    fn apply_slice(&mut self, ids: &[i64], added: BTreeMap<SeriesKey, Aggs>) -> Result<bool> {
+        let mut tx = self.client.transaction()?;
+        // One merger at a time.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
+        let marked = tx.execute("UPDATE evaluations SET aggregated = TRUE WHERE id = ANY($1) AND NOT aggregated", &[&ids])?;
+        if marked as usize != ids.len() {
+            return Ok(false); // dropping the transaction rolls it back
+        }
+        merge_daily(&mut tx, added)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn rebuild_pending(&mut self) -> Result<bool> {

@@ -4,7 +4,7 @@
 
 use super::packed::PackedOutput;
 use super::{
-    daily_row, merged_rows, Aggs, SeriesKey, batch_aggregates, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::record::{Evaluation, Output, METRICS};
@@ -36,35 +36,6 @@ impl Sqlite {
         let mut sqlite = Sqlite { conn, paths: PathCache::default() };
         sqlite.finish_migrations()?;
         Ok(sqlite)
-    }
-
-    /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
-    /// snapshot (a read transaction: no lock that writers wait for).
-    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-        let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();
-        let mut ids: Vec<i64> = Vec::new();
-        {
-            let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT ?1", metric_columns());
-            let mut stmt = tx.prepare_cached(&sql)?;
-            let rows = stmt.query_map([limit], |r| {
-                let values: [i64; 8] = std::array::from_fn(|i| r.get(5 + i).unwrap_or(0));
-                Ok((r.get::<_, i64>(0)?, pending_evaluation(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, values)))
-            })?;
-            for row in rows {
-                let (id, e) = row?;
-                ids.push(id);
-                batch.push((e, Vec::new()));
-            }
-            let mut costs = tx.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?;
-            for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
-                if let Some(bytes) = costs.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
-                    *out = named_outputs(&tx, &mut self.paths, &bytes)?;
-                }
-            }
-        }
-        tx.commit()?;
-        Ok((ids, batch))
     }
 }
 
@@ -262,38 +233,47 @@ impl Engine for Sqlite {
         Ok(fresh)
     }
 
-    /// Two phases, so that the write lock is held only briefly: the slice's outputs are read
-    /// and added up with no lock (WAL readers block nobody), then one short write transaction
-    /// marks them aggregated and merges the sums into `daily`. If another merger (a second
-    /// process) took part of the slice meanwhile, the transaction is rolled back and the next
-    /// slice read again.
-    fn aggregate_pending(&mut self, limit: i64) -> Result<usize> {
-        loop {
-            let (ids, batch) = self.pending_slice(limit)?;
-            if ids.is_empty() {
-                return Ok(0);
+    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+        // A read transaction: one snapshot, and WAL readers block no writer.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();
+        let mut ids: Vec<i64> = Vec::new();
+        {
+            let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT ?1", metric_columns());
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let rows = stmt.query_map([limit], |r| {
+                let values: [i64; 8] = std::array::from_fn(|i| r.get(5 + i).unwrap_or(0));
+                Ok((r.get::<_, i64>(0)?, pending_evaluation(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, values)))
+            })?;
+            for row in rows {
+                let (id, e) = row?;
+                ids.push(id);
+                batch.push((e, Vec::new()));
             }
-            let added = batch_aggregates(&batch);
-            drop(batch);
-            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut taken = false;
-            {
-                let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1 AND NOT aggregated")?;
-                for id in &ids {
-                    if mark.execute([id])? == 0 {
-                        taken = true;
-                        break;
-                    }
+            let mut costs = tx.prepare_cached("SELECT outputs FROM costs WHERE evaluation_id = ?1")?;
+            for (id, (_, out)) in ids.iter().zip(batch.iter_mut()) {
+                if let Some(bytes) = costs.query_row([id], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+                    *out = named_outputs(&tx, &mut self.paths, &bytes)?;
                 }
             }
-            if taken {
-                tx.rollback()?;
-                continue;
-            }
-            merge_daily(&tx, added)?;
-            tx.commit()?;
-            return Ok(ids.len());
         }
+        tx.commit()?;
+        Ok((ids, batch))
+    }
+
+    fn apply_slice(&mut self, ids: &[i64], added: BTreeMap<SeriesKey, Aggs>) -> Result<bool> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut mark = tx.prepare_cached("UPDATE evaluations SET aggregated = 1 WHERE id = ?1 AND NOT aggregated")?;
+            for id in ids {
+                if mark.execute([id])? == 0 {
+                    return Ok(false); // dropping the transaction rolls it back
+                }
+            }
+        }
+        merge_daily(&tx, added)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     fn daily(&mut self, s: &Selection) -> Result<Vec<DailyRow>> {

@@ -4,6 +4,7 @@
 //                           forceDrvPaths ? true; stacks ? false; stacksNodes ? 0; argv ? [ ];
 //                           shard ? "" (I/N: this shard's part of the outputs only);
 //                           claims ? "" (a parallel walk's claims file); workerRun ? 0; maxRss ? 0;
+//                           soleWorker ? false (-j 1: write the joined report);
 //                           only ? [ ] (an attribute path: walk that output alone); }
 //   builtins.evalcostMeasure label value
 //
@@ -80,6 +81,9 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
         if (n.value < 1 || n.value > 1000000) throw nix::Error("builtins.evalcostWalk: workerRun must be between 1 and 1000000");
         r.worker_run = uint32_t(n.value);
     }
+    r.sole_worker = false;
+    if (auto * v = optionalAttr(state, args, "soleWorker"))
+        r.sole_worker = state.forceBool(*v, pos, "while evaluating soleWorker");
     r.max_rss = 0;
     if (auto * v = optionalAttr(state, args, "maxRss")) {
         auto n = state.forceInt(*v, pos, "while evaluating maxRss");

@@ -91,6 +91,9 @@ pub(crate) mod ffi {
         claims: String,
         worker_run: u32,
         max_rss: u64,
+        /// The only worker slot (`-j 1`): its first worker, if it walks to the end, writes the
+        /// joined report itself.
+        sole_worker: bool,
         /// Walk only the output at this attribute path (empty: every output).
         only: Vec<String>,
     }

@@ -149,6 +149,13 @@ fn parallel_walks_equal_the_sequential_one() {
     assert_eq!(units(&one), units(&whole));
     assert_eq!(units(&two), units(&whole));
     assert!(two.meta.complete && two.meta.parts.len() >= 2, "{:?}", two.meta.parts.iter().map(|p| &p.name).collect::<Vec<_>>());
+    // -j 1's one worker wrote the joined report itself: one part that walked every node, in
+    // the order one walk visits them.
+    assert_eq!(one.meta.parts.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["worker 1"]);
+    assert_eq!(one.meta.parts[0].nodes, (0..one.nodes.len() as u32).collect::<Vec<_>>());
+    assert!(one.meta.worker.is_none() && one.meta.complete);
+    let in_order = |r: &Report| r.nodes.iter().map(|n| n.path.join(".")).collect::<Vec<_>>();
+    assert_eq!(in_order(&one), in_order(&whole));
     assert_parts_conserved(&one);
     assert_parts_conserved(&two);
     // Every unit was walked by exactly one worker, and the report says which.

@@ -155,6 +155,8 @@ pub struct WorkerWalk {
     pub run: u32,
     /// Its memory budget: it takes no more units past this resident size.
     pub max_rss: Option<u64>,
+    /// The only slot of the walk (`-j 1`).
+    pub sole: bool,
 }
 
 impl Walk {
@@ -177,6 +179,9 @@ impl Walk {
                 worker.run,
                 worker.max_rss.unwrap_or(0)
             ));
+            if worker.sole {
+                split.push_str("soleWorker = true; ");
+            }
         }
         format!(
             "builtins.evalcostWalk {{ flake = {}; baseDir = {}; report = {}; {systems}forceDrvPaths = {}; stacks = {}; stacksNodes = {}; {split}argv = {}; }}",

@@ -112,7 +112,7 @@ fn both(base: &Row, new: &Row, metrics: &[&'static Metric], tester: &mut ranktes
         presence: Presence::Both,
         kind: if new.kind == Kind::Error { base.kind } else { new.kind },
         failed: (base.errors > 0, new.errors > 0),
-        changes: metrics.iter().enumerate().map(|(i, &m)| change(m, &base.samples[i], &new.samples[i], tester)).collect(),
+        changes: metrics.iter().enumerate().map(|(i, &m)| change(m, base.samples(i), new.samples(i), tester)).collect(),
     }
 }
 

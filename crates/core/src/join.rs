@@ -76,7 +76,7 @@ pub fn join_workers(parts: &[PartReport]) -> Report {
 }
 
 fn join_parts(parts: &[PartReport], complete: bool) -> Report {
-    let mut joined = Joined::default();
+    let mut joined = Joined::new(parts.len());
     for (i, part) in parts.iter().enumerate() {
         joined.add(i, &part.report);
     }
@@ -142,18 +142,23 @@ enum Walker {
 struct Joined {
     nodes: Vec<Node>,
     walkers: Vec<Walker>,
-    /// (path, is a measure label) → joined id.
-    index: HashMap<(Vec<String>, bool), u32>,
+    /// (path, is a measure label) → joined id; none when there is one part (nothing to match:
+    /// `profile -j 1` joins its one worker inside nix, where this is the walk's last cost).
+    index: Option<HashMap<(Vec<String>, bool), u32>>,
     /// Per part: its node ids in the joined report, in its own order.
     remaps: Vec<Vec<u32>>,
 }
 
 impl Joined {
+    fn new(parts: usize) -> Joined {
+        Joined { index: (parts > 1).then(HashMap::new), ..Joined::default() }
+    }
+
     fn add(&mut self, part: usize, report: &Report) {
         let mut remap = Vec::with_capacity(report.nodes.len());
         for node in &report.nodes {
-            let key = (node.path.clone(), node.kind == Kind::Measure);
-            let id = match self.index.get(&key) {
+            let key = self.index.as_ref().map(|_| (node.path.clone(), node.kind == Kind::Measure));
+            let id = match key.as_ref().and_then(|key| self.index.as_ref()?.get(key)) {
                 Some(&id) => {
                     self.absorb(id, node);
                     id
@@ -163,7 +168,9 @@ impl Joined {
                     let parent = node.parent.map(|p| remap[p as usize]);
                     self.nodes.push(Node { id, parent, ..node.clone() });
                     self.walkers.push(Walker::One(part));
-                    self.index.insert(key, id);
+                    if let (Some(index), Some(key)) = (&mut self.index, key) {
+                        index.insert(key, id);
+                    }
                     id
                 }
             };
@@ -194,12 +201,13 @@ impl Joined {
         for (new, &old) in order.iter().enumerate() {
             new_id[old as usize] = new as u32;
         }
+        let mut taken: Vec<Option<Node>> = self.nodes.into_iter().map(Some).collect();
         let nodes: Vec<Node> = order
             .iter()
             .enumerate()
             .map(|(new, &old)| {
-                let node = &self.nodes[old as usize];
-                Node { id: new as u32, parent: node.parent.map(|p| new_id[p as usize]), ..node.clone() }
+                let node = taken[old as usize].take().expect("a pre-order visits each node once");
+                Node { id: new as u32, parent: node.parent.map(|p| new_id[p as usize]), ..node }
             })
             .collect();
         let reports: Vec<&Report> = parts.iter().map(|p| &p.report).collect();
@@ -395,6 +403,25 @@ mod tests {
         for part in [one, two] {
             assert_eq!(part.charged_sum(&joined.nodes), part.totals, "{}", part.name);
         }
+    }
+
+    #[test]
+    fn one_worker_joins_to_its_own_nodes_in_walk_order() {
+        // Walked out of name order (c before a), as a worker's claims may leave them.
+        let (_, mut report) = shard(1, 1, two().remove(1).1.nodes, 5);
+        report.nodes.swap(2, 3);
+        report.nodes[2].id = 2;
+        report.nodes[3].id = 3;
+        report.meta.shard = None;
+        let joined = join_workers(&[PartReport { name: "worker 1".into(), ended: None, report: report.clone() }]);
+        joined.validate().unwrap();
+        let paths: Vec<String> = joined.nodes.iter().map(|n| n.path.join(".")).collect();
+        assert_eq!(paths, ["packages", "packages.x86_64-linux", "packages.x86_64-linux.a", "packages.x86_64-linux.c"]);
+        assert_eq!(joined.nodes.iter().map(|n| n.cost.thunks).collect::<Vec<_>>(), [1, 3, 10, 30]);
+        assert_eq!(joined.totals, report.totals);
+        let [part] = &joined.meta.parts[..] else { panic!("{:?}", joined.meta.parts) };
+        assert_eq!((part.name.as_str(), &part.nodes[..], part.shared), ("worker 1", &[0, 1, 2, 3][..], Cost::default()));
+        assert_eq!(part.charged_sum(&joined.nodes), part.totals);
     }
 
     #[test]

@@ -84,8 +84,17 @@ pub struct Row {
     /// Per metric, in `Merged::metrics` order.
     pub stats: Vec<Stats>,
     /// Per metric, the value in each run that has this path, sorted (what `stats` summarise;
-    /// `compare` tests them).
-    pub samples: Vec<Vec<u64>>,
+    /// `compare` tests them): metric by metric in one allocation, see [`Row::samples`].
+    samples: Vec<u64>,
+}
+
+impl Row {
+    /// The sorted values of metric `i` (in `Merged::metrics` order), one per run that has
+    /// this path.
+    pub fn samples(&self, i: usize) -> &[u64] {
+        let runs = self.samples.len() / self.stats.len().max(1);
+        &self.samples[i * runs..(i + 1) * runs]
+    }
 }
 
 /// What one report was, for the merged output's provenance and the compatibility check.
@@ -187,10 +196,18 @@ fn parse_lean<'a>(path: &Path, bytes: &'a [u8]) -> Result<LeanReport<'a>, Report
 // ---- accumulation --------------------------------------------------------------------------
 
 struct PathSamples {
+    path: Vec<String>,
     kind: Kind,
     errors: usize,
-    /// Per metric, one sample per run that has this path.
-    samples: Vec<Vec<u64>>,
+    /// Run by run (each run that has this path), the metrics' values: one allocation per
+    /// path, whatever the number of metrics (a 20 000-output report has as many paths).
+    samples: Vec<u64>,
+}
+
+impl PathSamples {
+    fn new(path: Vec<String>, kind: Kind, metric_count: usize) -> PathSamples {
+        PathSamples { path, kind, errors: 0, samples: Vec::with_capacity(metric_count) }
+    }
 }
 
 struct Accumulator {
@@ -237,19 +254,16 @@ impl Accumulator {
             }
             let entry = match self.paths.get_mut(key.as_str()) {
                 Some(e) => e,
-                None => self.paths.entry(key.clone()).or_insert_with(|| PathSamples {
-                    kind: node.kind,
-                    errors: 0,
-                    samples: vec![Vec::new(); self.metric_count],
-                }),
+                None => {
+                    let path = node.path.iter().map(|c| c.to_string()).collect();
+                    self.paths.entry(key.clone()).or_insert_with(|| PathSamples::new(path, node.kind, self.metric_count))
+                }
             };
             if node.error.is_some() {
                 entry.errors += 1;
                 entry.kind = Kind::Error;
             }
-            for (samples, &v) in entry.samples.iter_mut().zip(values) {
-                samples.push(v);
-            }
+            entry.samples.extend_from_slice(values);
         }
         for (i, m) in opts.metrics.iter().enumerate() {
             self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
@@ -263,18 +277,14 @@ impl Accumulator {
         let key = group_by.key(&report.meta);
         if opts.filters.is_empty() || opts.filters.iter().any(|g| g.matches(std::slice::from_ref(&key))) {
             let failed = report.nodes.iter().any(|n| n.error.is_some());
-            let entry = self.paths.entry(key.replace(SEP, " ")).or_insert_with(|| PathSamples {
-                kind: Kind::Command,
-                errors: 0,
-                samples: vec![Vec::new(); self.metric_count],
-            });
+            let name = key.replace(SEP, " ");
+            let metric_count = self.metric_count;
+            let entry = self.paths.entry(name.clone()).or_insert_with(|| PathSamples::new(vec![name], Kind::Command, metric_count));
             if failed {
                 entry.errors += 1;
                 entry.kind = Kind::Error;
             }
-            for (samples, m) in entry.samples.iter_mut().zip(&opts.metrics) {
-                samples.push(m.value(&report.totals, &report.end, &report.sizes));
-            }
+            entry.samples.extend(opts.metrics.iter().map(|m| m.value(&report.totals, &report.end, &report.sizes)));
         }
         for (i, m) in opts.metrics.iter().enumerate() {
             self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
@@ -294,9 +304,7 @@ impl Accumulator {
                     if theirs.kind == Kind::Error {
                         ours.kind = Kind::Error;
                     }
-                    for (a, b) in ours.samples.iter_mut().zip(theirs.samples) {
-                        a.extend(b);
-                    }
+                    ours.samples.extend(theirs.samples);
                 }
             }
         }
@@ -315,12 +323,15 @@ impl Accumulator {
         let stats_and_samples = |samples: Vec<Vec<u64>>| -> (Vec<Stats>, Vec<Vec<u64>>) {
             samples.into_iter().map(|mut v| (Stats::of(&mut v), v)).unzip()
         };
+        let metric_count = self.metric_count;
         let mut rows: Vec<Row> = self
             .paths
-            .into_iter()
-            .map(|(key, p)| {
-                let (stats, samples) = stats_and_samples(p.samples);
-                Row { path: key.split(SEP).map(str::to_string).collect(), kind: p.kind, errors: p.errors, stats, samples }
+            .into_values()
+            .map(|p| {
+                let mut samples = metric_major(p.samples, metric_count);
+                let runs = samples.len() / metric_count.max(1);
+                let stats = samples.chunks_mut(runs.max(1)).map(Stats::of).collect();
+                Row { path: p.path, kind: p.kind, errors: p.errors, stats, samples }
             })
             .collect();
         rows.sort_by(|a, b| a.path.cmp(&b.path));
@@ -338,6 +349,15 @@ impl Accumulator {
             unattributed: self.unattributed.into_iter().map(stats).collect(),
         }
     }
+}
+
+/// Run-major samples (each run's metrics in turn) laid out metric by metric.
+fn metric_major(samples: Vec<u64>, metric_count: usize) -> Vec<u64> {
+    let runs = samples.len() / metric_count.max(1);
+    if runs <= 1 {
+        return samples;
+    }
+    (0..metric_count).flat_map(|m| (0..runs).map(move |r| (m, r))).map(|(m, r)| samples[r * metric_count + m]).collect()
 }
 
 /// The chosen metrics' values for every node of one report, in flat tables (one allocation
@@ -525,4 +545,27 @@ pub fn check_compatible(runs: &[RunInfo]) -> Result<(), MergeError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{node, report};
+
+    #[test]
+    fn samples_are_kept_per_metric_sorted_across_runs() {
+        let run = |thunks: u64, calls: u64| {
+            let mut n = node(0, None, &["a"], thunks);
+            n.cost.function_calls = calls;
+            report(vec![n])
+        };
+        let reports: Vec<(PathBuf, crate::report::Report)> =
+            [(5, 70), (3, 90), (4, 80)].into_iter().enumerate().map(|(i, (t, c))| (PathBuf::from(format!("r{i}.json")), run(t, c))).collect();
+        let metrics = ["thunks", "fncalls"].iter().map(|m| crate::metric::find(m).unwrap()).collect();
+        let merged = merge_reports(&reports, &MergeOptions { metrics, allow_mixed: true, ..Default::default() }).unwrap();
+        let [row] = &merged.rows[..] else { panic!("{} rows", merged.rows.len()) };
+        assert_eq!(row.samples(0), [3, 4, 5]);
+        assert_eq!(row.samples(1), [70, 80, 90]);
+        assert_eq!((row.stats[0].median, row.stats[1].median, row.stats[1].n), (4, 80, 3));
+    }
 }

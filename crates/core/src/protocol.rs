@@ -32,18 +32,28 @@ pub fn enabled(value: Option<&str>) -> bool {
     !matches!(v.as_str(), "0" | "false" | "off" | "no")
 }
 
-/// One progress line: nodes walked so far and the path being walked (empty when done).
+/// The progress line that says the walk's report is on disk: the CLI reads it while nix
+/// exits (tearing down a large evaluator takes a while), instead of after.
+pub const REPORT_WRITTEN: &str = "report-written";
+
+/// One progress line: nodes walked so far and the path being walked (empty when done), or
+/// [`REPORT_WRITTEN`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct ProgressLine {
     pub nodes: u64,
     pub path: String,
+    /// The report is written (nodes and path are then empty).
+    pub written: bool,
 }
 
 impl ProgressLine {
-    /// `<nodes>\t<path>`, as the plugin writes it (without the newline).
+    /// `<nodes>\t<path>` or [`REPORT_WRITTEN`], as the plugin writes it (without the newline).
     pub fn parse(line: &str) -> ProgressLine {
+        if line == REPORT_WRITTEN {
+            return ProgressLine { nodes: 0, path: String::new(), written: true };
+        }
         let (count, path) = line.split_once('\t').unwrap_or((line, ""));
-        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string() }
+        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string(), written: false }
     }
 }
 
@@ -74,6 +84,8 @@ pub trait Progress: Send {
     fn tick(&mut self, nodes: usize, path: &[String]);
     /// The walk is over.
     fn done(&mut self, nodes: usize);
+    /// The walk's report is written.
+    fn written(&mut self) {}
 }
 
 impl Progress for ProgressPipe {
@@ -87,6 +99,10 @@ impl Progress for ProgressPipe {
 
     fn done(&mut self, nodes: usize) {
         let _ = writeln!(self.out, "{nodes}\t");
+    }
+
+    fn written(&mut self) {
+        let _ = writeln!(self.out, "{REPORT_WRITTEN}");
     }
 }
 
@@ -230,9 +246,13 @@ mod tests {
 
     #[test]
     fn progress_lines_round_trip() {
-        assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), ProgressLine { nodes: 12, path: "packages.x86_64-linux.hello".into() });
-        assert_eq!(ProgressLine::parse("40\t"), ProgressLine { nodes: 40, path: String::new() });
-        assert_eq!(ProgressLine::parse("junk"), ProgressLine { nodes: 0, path: String::new() });
+        let line = |nodes, path: &str, written| ProgressLine { nodes, path: path.into(), written };
+        assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), line(12, "packages.x86_64-linux.hello", false));
+        assert_eq!(ProgressLine::parse("40\t"), line(40, "", false));
+        assert_eq!(ProgressLine::parse("junk"), line(0, "", false));
+        assert_eq!(ProgressLine::parse(REPORT_WRITTEN), line(0, "", true));
+        // An attribute path is never mistaken for the written line: it follows a count.
+        assert_eq!(ProgressLine::parse("3\treport-written"), line(3, "report-written", false));
     }
 
     #[test]

@@ -138,6 +138,12 @@ impl<S: Sensor> Session<S> {
         self.meta.worker = Some(WorkerMeta { run, ..WorkerMeta::default() });
     }
 
+    /// Takes the progress pipe out of the session: its owner then says when the walk is done
+    /// and when the report is written, which happens after the session is finished.
+    pub fn take_progress(&mut self) -> Option<Box<dyn Progress>> {
+        self.progress.take()
+    }
+
     /// Which children of `parent`'s attribute set the walk visits (see [`walk_policy`]); a
     /// shard's walk keeps only its own units, a retired worker nothing more.
     pub fn plan_children(&self, parent: Option<u32>, names: Vec<String>) -> Plan {

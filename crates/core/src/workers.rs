@@ -37,6 +37,11 @@ pub enum Claim {
     Lost(i32),
 }
 
+/// A worker's part in the joined report: `worker 3`.
+pub fn part_name(run: u32) -> String {
+    format!("worker {run}")
+}
+
 /// The error a lost unit's node carries.
 pub fn lost_message(signal: i32) -> String {
     let name = match signal {

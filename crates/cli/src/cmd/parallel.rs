@@ -13,7 +13,8 @@ use super::profile::{WalkArgs, Walked};
 use crate::nixrun::{self, NixRun, Walk, WorkerWalk};
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::join::{join_workers, PartReport};
-use nix_evalcost_core::report_io::{read_report, write_report};
+use nix_evalcost_core::report::Report;
+use nix_evalcost_core::report_io::{read_report, write_report, ReportError};
 use nix_evalcost_core::workers::SharedClaims;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +31,8 @@ pub struct Parallel {
 /// What the slots found, joined at the end.
 #[derive(Default)]
 struct Outcomes {
-    parts: Vec<(u32, PartReport)>,
+    /// Each worker run's report and where it is.
+    parts: Vec<(u32, PartReport, PathBuf)>,
     /// The first stop signal a worker was stopped by.
     stopped_by: Option<i32>,
     /// A worker failed for a reason that every worker would meet (the flake does not evaluate).
@@ -69,19 +71,26 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                 while !stop.load(Ordering::Acquire) {
                     let run = next_run.fetch_add(1, Ordering::AcqRel);
                     let report = scratch.0.join(format!("worker-{run}.json"));
-                    let worker = WorkerWalk { claims: claims_path.clone(), run, max_rss: parallel.max_rss };
+                    let sole = parallel.jobs == 1;
+                    let worker = WorkerWalk { claims: claims_path.clone(), run, max_rss: parallel.max_rss, sole };
                     let walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
                     let expression = walk.expression();
                     let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
+                    // Read as soon as it is written, while the worker's nix exits.
+                    let mut early = None;
                     let outcome = nix.run(
                         |line| {
+                            if line.written {
+                                early = Some(read_report(&report));
+                                return;
+                            }
                             nodes_per_slot[slot].store(line.nodes, Ordering::Relaxed);
                             bar.set_position(nodes_per_slot.iter().map(|n| n.load(Ordering::Relaxed)).sum());
                             bar.set_message(line.path);
                         },
                         |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
                     );
-                    let again = settle(run, &report, outcome, claims, outcomes);
+                    let again = settle(run, &report, early, outcome, claims, outcomes);
                     if !again {
                         break;
                     }
@@ -103,13 +112,21 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     if let Some(failure) = outcomes.failure.take() {
         return Err(failure);
     }
-    outcomes.parts.sort_by_key(|(run, _)| *run);
-    let parts: Vec<PartReport> = outcomes.parts.into_iter().map(|(_, p)| p).collect();
-    if parts.is_empty() {
+    outcomes.parts.sort_by_key(|(run, ..)| *run);
+    if outcomes.parts.is_empty() {
         return Ok(Walked::Stopped(outcomes.stopped_by.unwrap_or(libc::SIGINT)));
     }
-    let joined = join_workers(&parts);
-    write_report(output, &joined)?;
+    let joined = if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
+        // A sole worker that walked everything wrote the joined report itself.
+        let (_, part, path) = outcomes.parts.remove(0);
+        std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+        part.report
+    } else {
+        let parts: Vec<PartReport> = outcomes.parts.into_iter().map(|(_, part, _)| part).collect();
+        let joined = join_workers(&parts);
+        write_report(output, &joined)?;
+        joined
+    };
     Ok(match outcomes.stopped_by {
         Some(signal) => Walked::Partial(joined, signal),
         None if !joined.meta.complete => Walked::Partial(joined, libc::SIGINT),
@@ -117,8 +134,16 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     })
 }
 
-/// Records what one worker run gave; returns whether its slot should start another worker.
-fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, claims: &SharedClaims, outcomes: &Mutex<Outcomes>) -> bool {
+/// Records what one worker run gave (`early`: its report, read when the worker said it was
+/// written); returns whether its slot should start another worker.
+fn settle(
+    run: u32,
+    report: &Path,
+    early: Option<Result<Report, ReportError>>,
+    outcome: Result<nixrun::NixOutcome>,
+    claims: &SharedClaims,
+    outcomes: &Mutex<Outcomes>,
+) -> bool {
     let mut o = outcomes.lock().unwrap_or_else(|p| p.into_inner());
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -131,7 +156,8 @@ fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, claims: 
         o.stopped_by.get_or_insert(signal);
     }
     if report.exists() {
-        let report = match read_report(report) {
+        let path = report.to_path_buf();
+        let report = match early.filter(Result::is_ok).unwrap_or_else(|| read_report(report)) {
             Ok(r) => r,
             Err(e) => {
                 o.failure.get_or_insert(anyhow!("reading the report a worker wrote: {e}"));
@@ -140,7 +166,7 @@ fn settle(run: u32, report: &Path, outcome: Result<nixrun::NixOutcome>, claims: 
         };
         let retired = report.meta.worker.is_some_and(|w| w.retired);
         let ended = retired.then(|| "replaced: over the memory budget (--max-memory)".to_string());
-        o.parts.push((run, PartReport { name: format!("worker {run}"), ended, report }));
+        o.parts.push((run, PartReport { name: nix_evalcost_core::workers::part_name(run), ended, report }, path));
         // A retired worker leaves its slot to a replacement, unless the walk is stopping.
         return retired && outcome.stopped_by.is_none();
     }

@@ -239,8 +239,15 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
     let bar = progress_bar(args.no_progress);
+    // Read as soon as the plugin says it is written: tearing down a large evaluator takes nix
+    // a while, and the two overlap.
+    let mut early = None;
     let outcome = run.run(
         |line| {
+            if line.written {
+                early = Some(read_report(&staging));
+                return;
+            }
             bar.set_position(line.nodes);
             bar.set_message(line.path);
         },
@@ -262,7 +269,8 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
 
     // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not
     // bad input (exit 1).
-    let report = read_report(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
+    let report = early.filter(Result::is_ok).unwrap_or_else(|| read_report(output));
+    let report = report.map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
     Ok(if report.meta.complete { Walked::Done(report) } else { Walked::Partial(report, outcome.stopped_by.unwrap_or(libc::SIGINT)) })
 }
 

@@ -184,6 +184,9 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         write_html(&report, &output, html, &args.select, &flamegraphs)?;
         eprintln!("HTML report written to {}", html.display());
     }
+    // The process ends here: freeing a large report node by node would only delay the exit
+    // (15 ms for 20 000 outputs).
+    std::mem::forget(report);
     Ok(0)
 }
 
@@ -228,6 +231,8 @@ fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
     println!("{}", table::summary(report));
     print!("{}", table::render(&view, &table_options()));
     eprintln!("report written to {}", output.display());
+    // Like the report at the end of `run`: not freed row by row just before the exit.
+    std::mem::forget(merged);
 }
 
 /// Walks `flake` in a `nix` process with the plugin and writes the report at `output`

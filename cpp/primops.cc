@@ -45,6 +45,25 @@ rust::Vec<rust::String> stringList(nix::EvalState & state, nix::Value & list, ni
     return out;
 }
 
+bool optionalBool(nix::EvalState & state, nix::Value & args, const char * name, bool fallback, nix::PosIdx pos)
+{
+    auto * v = optionalAttr(state, args, name);
+    return v ? state.forceBool(*v, pos, std::string("while evaluating ") + name) : fallback;
+}
+
+// An integer argument within [min, max]; 0 when absent.
+int64_t optionalInt(nix::EvalState & state, nix::Value & args, const char * name, int64_t min, int64_t max, nix::PosIdx pos)
+{
+    auto * v = optionalAttr(state, args, name);
+    if (!v) return 0;
+    int64_t n = state.forceInt(*v, pos, std::string("while evaluating ") + name).value;
+    if (n < min || n > max) {
+        if (min == 0 && max == INT64_MAX) throw nix::Error("builtins.evalcostWalk: %s must not be negative", name);
+        throw nix::Error("builtins.evalcostWalk: %s must be between %d and %d", name, min, max);
+    }
+    return n;
+}
+
 std::string currentDirectory()
 {
     char buf[4096];
@@ -58,9 +77,7 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     r.flake = requiredString(state, args, "flake", pos);
     r.report = requiredString(state, args, "report", pos);
     r.base_dir = optionalAttr(state, args, "baseDir") ? requiredString(state, args, "baseDir", pos) : currentDirectory();
-    r.force_drv_paths = true;
-    if (auto * v = optionalAttr(state, args, "forceDrvPaths"))
-        r.force_drv_paths = state.forceBool(*v, pos, "while evaluating forceDrvPaths");
+    r.force_drv_paths = optionalBool(state, args, "forceDrvPaths", true, pos);
     r.all_systems = false;
     if (auto * v = optionalAttr(state, args, "systems")) {
         state.forceValue(*v, pos);
@@ -75,30 +92,11 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     if (optionalAttr(state, args, "shard")) r.shard = requiredString(state, args, "shard", pos);
     if (auto * v = optionalAttr(state, args, "only")) r.only = stringList(state, *v, pos);
     if (optionalAttr(state, args, "claims")) r.claims = requiredString(state, args, "claims", pos);
-    r.worker_run = 0;
-    if (auto * v = optionalAttr(state, args, "workerRun")) {
-        auto n = state.forceInt(*v, pos, "while evaluating workerRun");
-        if (n.value < 1 || n.value > 1000000) throw nix::Error("builtins.evalcostWalk: workerRun must be between 1 and 1000000");
-        r.worker_run = uint32_t(n.value);
-    }
-    r.sole_worker = false;
-    if (auto * v = optionalAttr(state, args, "soleWorker"))
-        r.sole_worker = state.forceBool(*v, pos, "while evaluating soleWorker");
-    r.max_rss = 0;
-    if (auto * v = optionalAttr(state, args, "maxRss")) {
-        auto n = state.forceInt(*v, pos, "while evaluating maxRss");
-        if (n.value < 0) throw nix::Error("builtins.evalcostWalk: maxRss must not be negative");
-        r.max_rss = uint64_t(n.value);
-    }
-    r.stacks = false;
-    if (auto * v = optionalAttr(state, args, "stacks"))
-        r.stacks = state.forceBool(*v, pos, "while evaluating stacks");
-    r.stacks_nodes = 0;
-    if (auto * v = optionalAttr(state, args, "stacksNodes")) {
-        auto n = state.forceInt(*v, pos, "while evaluating stacksNodes");
-        if (n.value < 0) throw nix::Error("builtins.evalcostWalk: stacksNodes must not be negative");
-        r.stacks_nodes = uint64_t(n.value);
-    }
+    r.worker_run = uint32_t(optionalInt(state, args, "workerRun", 1, 1000000, pos));
+    r.sole_worker = optionalBool(state, args, "soleWorker", false, pos);
+    r.max_rss = uint64_t(optionalInt(state, args, "maxRss", 0, INT64_MAX, pos));
+    r.stacks = optionalBool(state, args, "stacks", false, pos);
+    r.stacks_nodes = uint64_t(optionalInt(state, args, "stacksNodes", 0, INT64_MAX, pos));
     return r;
 }
 

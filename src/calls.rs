@@ -10,8 +10,7 @@ use crate::probe;
 use crate::sensor::{self, NixSensor};
 use nix_evalcost_core::guard::guarded;
 use nix_evalcost_core::protocol::{ProgressPipe, MEASURE_REPORT_VAR, REPORT_WRITE_FAILURE};
-use nix_evalcost_core::join::{join_workers, PartReport};
-use nix_evalcost_core::report::{FlakeMeta, Kind, Meta, Report};
+use nix_evalcost_core::report::{FlakeMeta, Kind, Meta};
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::session::{Mode, Outcome, Session};
 use nix_evalcost_core::stacks::{parse_trace, CallTree, TraceEvent, NODE_CAP};
@@ -128,22 +127,6 @@ pub(crate) fn new_session(mode: Mode, meta: Meta, systems: Systems) -> Session<N
 
 // ---- builtins.evalcostWalk ---------------------------------------------------------------
 
-thread_local! {
-    /// This walk is the first worker of a one-worker parallel walk (`profile -j 1`).
-    static SOLE_WORKER: Cell<bool> = const { Cell::new(false) };
-}
-
-/// A one-worker parallel walk whose first worker walked to the end (not replaced over its
-/// memory budget) is the whole walk: it writes the joined report the CLI would make of it, so
-/// that the CLI need not read and write it again. A replaced worker's report stays its own.
-fn joined_as_sole_worker(report: Report) -> Report {
-    let Some(worker) = report.meta.worker.as_ref().filter(|w| !w.retired) else {
-        return report;
-    };
-    let part = PartReport { name: nix_evalcost_core::workers::part_name(worker.run), ended: None, report };
-    join_workers(std::slice::from_ref(&part))
-}
-
 pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
     guarded("starting the walk", || {
         let systems = if request.all_systems { Systems::All } else { Systems::Only(request.systems.clone()) };
@@ -165,9 +148,9 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             let shared = SharedClaims::open(std::path::Path::new(&request.claims))?;
             let claims = RunClaims { shared, run: request.worker_run };
             let max_rss = (request.max_rss > 0).then_some(request.max_rss);
-            session.become_worker(Worker::new(Box::new(claims), max_rss), request.worker_run);
+            let sole = request.sole_worker && request.worker_run == 1;
+            session.become_worker(Worker::new(Box::new(claims), max_rss, sole), request.worker_run);
         }
-        SOLE_WORKER.with(|s| s.set(request.sole_worker && request.worker_run == 1));
         let cap = if request.stacks_nodes == 0 { NODE_CAP } else { request.stacks_nodes as usize };
         CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(|| CallTree::with_cap(cap)));
         INNERMOST_NODE.with(|n| n.set(None));
@@ -236,9 +219,7 @@ pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
             return Err("no walk is running".to_string());
         };
         let mut progress = session.take_progress();
-        let sole = SOLE_WORKER.with(|s| s.replace(false));
         let report = session.finish(!interrupted, take_stacks());
-        let report = if sole { joined_as_sole_worker(report) } else { report };
         if let Some(progress) = &mut progress {
             progress.done(report.nodes.len());
         }

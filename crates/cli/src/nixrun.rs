@@ -7,6 +7,8 @@ use nix_evalcost_core::attrpath::nix_string;
 use nix_evalcost_core::nix_version::NixVersion;
 use nix_evalcost_core::passive;
 use nix_evalcost_core::protocol::{self, ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
+use nix_evalcost_core::report::Report;
+use nix_evalcost_core::report_io::{read_report, ReportError};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -220,6 +222,27 @@ pub struct NixOutcome {
     pub stopped_by: Option<i32>,
     /// The last attribute path the plugin reported walking.
     pub last_path: Option<String>,
+}
+
+/// A walk's report, read as soon as the plugin says it is written (its `report-written`
+/// progress line): tearing down a large evaluator takes nix a while, and the read overlaps it.
+#[derive(Default)]
+pub struct EarlyReport(Option<Result<Report, ReportError>>);
+
+impl EarlyReport {
+    /// Reads the report at `path` if `line` says it is written; true if so (the line then
+    /// carries no progress).
+    pub fn read_if_written(&mut self, line: &ProgressLine, path: &Path) -> bool {
+        if line.written {
+            self.0 = Some(read_report(path));
+        }
+        line.written
+    }
+
+    /// The report read early, or, if it was not (or failed), read now from `path`.
+    pub fn or_read(self, path: &Path) -> Result<Report, ReportError> {
+        self.0.filter(Result::is_ok).unwrap_or_else(|| read_report(path))
+    }
 }
 
 /// The signals that stop a profile, as a shell, `timeout`, systemd or a CI runner sends them.

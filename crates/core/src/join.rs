@@ -75,6 +75,19 @@ pub fn join_workers(parts: &[PartReport]) -> Report {
     join_parts(parts, complete)
 }
 
+/// The report of a one-slot parallel walk's first worker ([`Worker::sole`]), joined as the
+/// CLI would join it, so that the CLI need not read and write it again; a worker replaced over
+/// its memory budget keeps its own report (the CLI joins it with its successors').
+///
+/// [`Worker::sole`]: crate::workers::Worker::sole
+pub fn join_sole_worker(report: Report) -> Report {
+    let Some(worker) = report.meta.worker.as_ref().filter(|w| !w.retired) else {
+        return report;
+    };
+    let part = PartReport { name: crate::workers::part_name(worker.run), ended: None, report };
+    join_workers(std::slice::from_ref(&part))
+}
+
 fn join_parts(parts: &[PartReport], complete: bool) -> Report {
     let mut joined = Joined::new(parts.len());
     for (i, part) in parts.iter().enumerate() {

@@ -278,7 +278,13 @@ impl<S: Sensor> Session<S> {
     pub fn finish(mut self, complete: bool, stacks: Option<Stacks>) -> Report {
         let reading = self.sensor.read_final();
         self.switch_phase_at(None, reading.cost);
-        self.close(reading.cost, reading.gauges, complete, stacks)
+        let sole = self.worker.as_ref().is_some_and(|w| w.sole);
+        let report = self.close(reading.cost, reading.gauges, complete, stacks);
+        if sole {
+            crate::join::join_sole_worker(report)
+        } else {
+            report
+        }
     }
 
     /// Like [`Session::finish`], at process exit: Nix's counters are not read again (the

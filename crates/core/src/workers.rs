@@ -213,11 +213,14 @@ pub struct Worker {
     pub units_walked: u32,
     /// Over its memory budget: this worker takes no more units.
     pub retired: bool,
+    /// The first worker of the walk's only slot (`-j 1`): walked to the end, its report is the
+    /// whole walk's, and it writes it joined ([`crate::join::join_sole_worker`]).
+    pub sole: bool,
 }
 
 impl Worker {
-    pub fn new(claims: Box<dyn Claims>, max_rss: Option<u64>) -> Worker {
-        Worker { claims, max_rss, units_seen: 0, units_walked: 0, retired: false }
+    pub fn new(claims: Box<dyn Claims>, max_rss: Option<u64>, sole: bool) -> Worker {
+        Worker { claims, max_rss, units_seen: 0, units_walked: 0, retired: false, sole }
     }
 }
 

@@ -10,11 +10,10 @@
 //! and the partial reports are joined into a partial report.
 
 use super::profile::{WalkArgs, Walked};
-use crate::nixrun::{self, NixRun, Walk, WorkerWalk};
+use crate::nixrun::{self, EarlyReport, NixRun, Walk, WorkerWalk};
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::join::{join_workers, PartReport};
-use nix_evalcost_core::report::Report;
-use nix_evalcost_core::report_io::{read_report, write_report, ReportError};
+use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::workers::SharedClaims;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -76,12 +75,10 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                     let walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
                     let expression = walk.expression();
                     let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
-                    // Read as soon as it is written, while the worker's nix exits.
-                    let mut early = None;
+                    let mut early = EarlyReport::default();
                     let outcome = nix.run(
                         |line| {
-                            if line.written {
-                                early = Some(read_report(&report));
+                            if early.read_if_written(&line, &report) {
                                 return;
                             }
                             nodes_per_slot[slot].store(line.nodes, Ordering::Relaxed);
@@ -134,12 +131,12 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     })
 }
 
-/// Records what one worker run gave (`early`: its report, read when the worker said it was
-/// written); returns whether its slot should start another worker.
+/// Records what one worker run gave (`early`: its report, if read while its nix exited);
+/// returns whether its slot should start another worker.
 fn settle(
     run: u32,
     report: &Path,
-    early: Option<Result<Report, ReportError>>,
+    early: EarlyReport,
     outcome: Result<nixrun::NixOutcome>,
     claims: &SharedClaims,
     outcomes: &Mutex<Outcomes>,
@@ -157,7 +154,7 @@ fn settle(
     }
     if report.exists() {
         let path = report.to_path_buf();
-        let report = match early.filter(Result::is_ok).unwrap_or_else(|| read_report(report)) {
+        let report = match early.or_read(report) {
             Ok(r) => r,
             Err(e) => {
                 o.failure.get_or_insert(anyhow!("reading the report a worker wrote: {e}"));

@@ -1,7 +1,7 @@
 //! `nix-evalcost profile [FLAKEREF]`: runs `nix eval` with the plugin loaded, has it walk the
 //! flake's outputs, then prints the cost table of the report it wrote.
 
-use crate::nixrun::{self, NixOutcome, NixRun, Walk, WalkSystems};
+use crate::nixrun::{self, EarlyReport, NixOutcome, NixRun, Walk, WalkSystems};
 use crate::{table_options, SelectArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,7 +9,6 @@ use nix_evalcost_core::merge::merge_report;
 use nix_evalcost_core::protocol;
 use nix_evalcost_core::render::{table, View};
 use nix_evalcost_core::report::Report;
-use nix_evalcost_core::report_io::read_report;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::os::unix::process::ExitStatusExt;
@@ -244,13 +243,10 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
     let bar = progress_bar(args.no_progress);
-    // Read as soon as the plugin says it is written: tearing down a large evaluator takes nix
-    // a while, and the two overlap.
-    let mut early = None;
+    let mut early = EarlyReport::default();
     let outcome = run.run(
         |line| {
-            if line.written {
-                early = Some(read_report(&staging));
+            if early.read_if_written(&line, &staging) {
                 return;
             }
             bar.set_position(line.nodes);
@@ -274,8 +270,7 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
 
     // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not
     // bad input (exit 1).
-    let report = early.filter(Result::is_ok).unwrap_or_else(|| read_report(output));
-    let report = report.map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
+    let report = early.or_read(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
     Ok(if report.meta.complete { Walked::Done(report) } else { Walked::Partial(report, outcome.stopped_by.unwrap_or(libc::SIGINT)) })
 }
 

@@ -12,6 +12,7 @@
 #include "stacks.hh"
 #include "nix-evalcost/src/bridge.rs.h"
 
+#include <array>
 #include <unordered_map>
 
 namespace evalcost {
@@ -97,8 +98,27 @@ class CallProfiler : public nix::EvalProfiler
 public:
     bool active = false;
 
+    // A new profile has a new call tree in Rust, whose frame ids start again.
+    void start()
+    {
+        frames.clear();
+        recent.fill({});
+        active = true;
+    }
+
 private:
     std::unordered_map<const void *, uint32_t> frames; // callee -> frame id in Rust
+
+    // In front of `frames`: a call mostly finds its callee here, where the map's find alone was
+    // 2% of a stacks walk (perf, Nix 2.35, fib 27).
+    struct Recent
+    {
+        const void * callee = nullptr;
+        uint32_t frame = 0;
+    };
+    std::array<Recent, 256> recent{};
+
+    Recent & recentSlot(const void * callee) { return recent[(reinterpret_cast<uintptr_t>(callee) >> 4) % recent.size()]; }
 
     Hooks getNeededHooksImpl() const override { return Hooks().set(preFunctionCall).set(postFunctionCall); }
 
@@ -116,7 +136,12 @@ private:
         else if (v.isPrimOp()) key = v.primOp();
         else if (v.isPrimOpApp()) key = v.primOpAppPrimOp();
         if (key) {
-            if (auto it = frames.find(key); it != frames.end()) return it->second;
+            auto & slot = recentSlot(key);
+            if (slot.callee == key) return slot.frame;
+            if (auto it = frames.find(key); it != frames.end()) {
+                slot = {key, it->second};
+                return it->second;
+            }
         }
         std::string name;
         if (v.isLambda()) {
@@ -130,7 +155,10 @@ private:
             name = "«call» " + position(state, callPos);
         }
         uint32_t id = stack_frame(rust::Str(name.data(), name.size()));
-        if (key) frames.emplace(key, id);
+        if (key) {
+            frames.emplace(key, id);
+            recentSlot(key) = {key, id};
+        }
         return id;
     }
 
@@ -165,7 +193,7 @@ CallProfiler & profilerFor(nix::EvalState & state)
 struct StackProfiling::Impl
 {
     CallProfiler & profiler;
-    explicit Impl(nix::EvalState & state) : profiler(profilerFor(state)) { profiler.active = true; }
+    explicit Impl(nix::EvalState & state) : profiler(profilerFor(state)) { profiler.start(); }
     ~Impl() { profiler.active = false; }
 };
 

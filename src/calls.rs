@@ -24,10 +24,47 @@ static SESSION: Mutex<Option<Session<NixSensor>>> = Mutex::new(None);
 
 // The call-stack profile lives outside the session lock: its hooks run at every Nix call (on the
 // evaluating thread), and the walk node they hang under is published here after every
-// transition of the session.
+// transition of the session. One thread-local for both: in a dlopen'ed library every access to
+// one is a call to `__tls_get_addr`.
 thread_local! {
-    static CALL_TREE: RefCell<Option<CallTree>> = const { RefCell::new(None) };
-    static INNERMOST_NODE: Cell<Option<u32>> = const { Cell::new(None) };
+    static CALLS: CallStacks = const { CallStacks { profile: RefCell::new(None), innermost: Cell::new(None) } };
+}
+
+struct CallStacks {
+    profile: RefCell<Option<Profile>>,
+    innermost: Cell<Option<u32>>,
+}
+
+/// A call tree being built, and the clock its frames are timed by.
+struct Profile {
+    tree: CallTree,
+    clock: sensor::CallClock,
+}
+
+impl CallStacks {
+    fn start(&self, tree: Option<CallTree>) {
+        *self.profile.borrow_mut() = tree.map(|tree| Profile { tree, clock: sensor::CallClock::start() });
+        self.innermost.set(None);
+    }
+
+    /// A call of `frame` starts under the innermost walked node.
+    fn enter(&self, frame: u32) {
+        if let Some(p) = self.profile.borrow_mut().as_mut() {
+            let now = p.clock.reading();
+            p.tree.enter(self.innermost.get(), frame, now);
+        }
+    }
+
+    fn exit(&self) {
+        if let Some(p) = self.profile.borrow_mut().as_mut() {
+            let now = p.clock.reading();
+            p.tree.exit(now);
+        }
+    }
+}
+
+fn set_innermost(node: Option<u32>) {
+    CALLS.with(|c| c.innermost.set(node));
 }
 
 pub(crate) fn lock() -> MutexGuard<'static, Option<Session<NixSensor>>> {
@@ -40,29 +77,30 @@ fn with_session<T>(what: &str, f: impl FnOnce(&mut Session<NixSensor>) -> Result
         let mut guard = lock();
         let session = guard.as_mut().ok_or("no measurement is running")?;
         let result = f(session);
-        INNERMOST_NODE.with(|n| n.set(session.innermost()));
+        set_innermost(session.innermost());
         result
     })
 }
 
 /// Starts (or stops) profiling call stacks on this thread, under the session's nodes.
 pub(crate) fn set_call_tree(tree: Option<CallTree>) {
-    CALL_TREE.with(|t| *t.borrow_mut() = tree);
-    INNERMOST_NODE.with(|n| n.set(None));
+    CALLS.with(|c| c.start(tree));
 }
 
 /// Publishes the session's innermost node for the call-stack hooks.
 pub(crate) fn publish_innermost(session: &Session<NixSensor>) {
-    INNERMOST_NODE.with(|n| n.set(session.innermost()));
+    set_innermost(session.innermost());
 }
 
-fn with_call_tree<T>(f: impl FnOnce(&mut CallTree) -> T) -> Option<T> {
-    CALL_TREE.with(|tree| tree.borrow_mut().as_mut().map(f))
+fn with_call_tree<T>(f: impl FnOnce(&mut CallTree, &sensor::CallClock, Option<u32>) -> T) -> Option<T> {
+    CALLS.with(|c| c.profile.borrow_mut().as_mut().map(|p| f(&mut p.tree, &p.clock, c.innermost.get())))
 }
 
 /// The stacks profiled so far, closed at the current reading.
 pub(crate) fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
-    let mut stacks = CALL_TREE.with(|t| t.borrow_mut().take()).map(|tree| tree.finish(sensor::call_reading(), ffi::stack_source()))?;
+    let Profile { tree, clock } = CALLS.with(|c| c.profile.borrow_mut().take())?;
+    let mut stacks = tree.finish(clock.reading(), ffi::stack_source());
+    stacks.scale_wall(clock.ns_per_tick());
     if stacks.source == TRACE_SOURCE {
         // Nix 2.26 names only the call site: read what it calls from the source, while the
         // files are still where the positions say (the store, on this machine).
@@ -152,8 +190,7 @@ pub fn walk_begin(request: ffi::WalkRequest) -> Result<(), String> {
             session.become_worker(Worker::new(Box::new(claims), max_rss, sole), request.worker_run);
         }
         let cap = if request.stacks_nodes == 0 { NODE_CAP } else { request.stacks_nodes as usize };
-        CALL_TREE.with(|t| *t.borrow_mut() = request.stacks.then(|| CallTree::with_cap(cap)));
-        INNERMOST_NODE.with(|n| n.set(None));
+        set_call_tree(request.stacks.then(|| CallTree::with_cap(cap)));
         *lock() = Some(session);
         Ok::<_, String>(())
     })
@@ -214,7 +251,7 @@ pub fn plan_children(node: u32, names: Vec<String>) -> Result<ffi::ChildPlan, St
 pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
     guarded(REPORT_WRITE_FAILURE, || {
         let mut session = lock().take().ok_or("no walk is running")?;
-        INNERMOST_NODE.with(|n| n.set(None));
+        set_innermost(None);
         let Mode::Walk { report: path } = session.mode().clone() else {
             return Err("no walk is running".to_string());
         };
@@ -239,8 +276,7 @@ pub fn walk_finish(interrupted: bool) -> Result<ffi::WalkSummary, String> {
 /// The flake could not be loaded: no report rather than a misleading one.
 pub fn walk_abandon() {
     lock().take();
-    CALL_TREE.with(|t| t.borrow_mut().take());
-    INNERMOST_NODE.with(|n| n.set(None));
+    set_call_tree(None);
 }
 
 // ---- call stacks ---------------------------------------------------------------------------
@@ -249,10 +285,9 @@ pub fn walk_abandon() {
 /// for every Nix call while stacks are profiled, so it reads only Nix's counters and the clock.
 pub fn stack_event(line: &str) {
     let _ = guarded("recording a call", || {
-        let now = sensor::call_reading();
-        with_call_tree(|tree| match parse_trace(line) {
-            Some(TraceEvent::Entered(frame)) => tree.enter_named(INNERMOST_NODE.with(Cell::get), frame, now),
-            Some(TraceEvent::Exited) => tree.exit(now),
+        with_call_tree(|tree, clock, innermost| match parse_trace(line) {
+            Some(TraceEvent::Entered(frame)) => tree.enter_named(innermost, frame, clock.reading()),
+            Some(TraceEvent::Exited) => tree.exit(clock.reading()),
             None => {}
         });
         Ok::<_, String>(())
@@ -261,14 +296,13 @@ pub fn stack_event(line: &str) {
 
 /// The id of a frame name (Nix 2.30+: the shim names each distinct callee once).
 pub fn stack_frame(name: &str) -> u32 {
-    guarded("naming a frame", || Ok::<_, String>(with_call_tree(|tree| tree.frame_id(name)).unwrap_or(0))).unwrap_or(0)
+    guarded("naming a frame", || Ok::<_, String>(with_call_tree(|tree, _, _| tree.frame_id(name)).unwrap_or(0))).unwrap_or(0)
 }
 
 /// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
 pub fn stack_enter(frame: u32) {
     let _ = guarded("recording a call", || {
-        let now = sensor::call_reading();
-        with_call_tree(|tree| tree.enter(INNERMOST_NODE.with(Cell::get), frame, now));
+        CALLS.with(|c| c.enter(frame));
         Ok::<_, String>(())
     });
 }
@@ -276,8 +310,7 @@ pub fn stack_enter(frame: u32) {
 /// The innermost call returns or unwinds (Nix 2.30+).
 pub fn stack_exit() {
     let _ = guarded("recording a return", || {
-        let now = sensor::call_reading();
-        with_call_tree(|tree| tree.exit(now));
+        CALLS.with(CallStacks::exit);
         Ok::<_, String>(())
     });
 }
@@ -289,7 +322,7 @@ pub fn measure_enter(label: &str) -> Result<u32, String> {
         let mut guard = lock();
         let session = guard.get_or_insert_with(standalone_session);
         let id = session.enter_measure(label);
-        INNERMOST_NODE.with(|n| n.set(session.innermost()));
+        set_innermost(session.innermost());
         Ok::<_, String>(id)
     })
 }

@@ -69,10 +69,87 @@ pub fn sizes() -> Sizes {
     Sizes { value: s.value, env: s.env, bindings: s.bindings, attr: s.attr, pointer: s.pointer }
 }
 
-/// What a call frame needs at every Nix call while stacks are profiled: Nix's counters and the
-/// wall clock (no syscall, no GC lock).
-pub fn call_reading() -> CallCost {
-    CallCost::of(&cost_of(&ffi::read_call_counters(), wall_ns(), 0))
+/// The clock of call frames, read at every Nix call and return while stacks are profiled.
+///
+/// Where the CPU's time-stamp counter is invariant (x86-64, CPUID says so) and the kernel keeps
+/// time by it (clocksource `tsc`, when /sys says), frames read the counter itself: about 10 ns,
+/// against 31-38 ns for `Instant::elapsed` through the vDSO, which was a third of the plugin's
+/// per-call work on Nix 2.35 (measured: docs/benchmarks.md). The frames' wall time is then in
+/// ticks until [`CallClock::ns_per_tick`] turns it into nanoseconds, by the ratio of the two
+/// clocks over the profile's life. Anywhere else a tick is a nanosecond of [`wall_ns`].
+pub struct CallClock {
+    tsc: bool,
+    start_ticks: u64,
+    start_ns: u64,
+}
+
+impl CallClock {
+    pub fn start() -> CallClock {
+        let tsc = tsc_is_a_clock();
+        let (start_ticks, start_ns) = if tsc { (tsc_ticks(), wall_ns()) } else { (0, 0) };
+        CallClock { tsc, start_ticks, start_ns }
+    }
+
+    #[inline]
+    fn ticks(&self) -> u64 {
+        if self.tsc {
+            tsc_ticks()
+        } else {
+            wall_ns()
+        }
+    }
+
+    /// What a call frame needs: Nix's counters (no syscall, no GC lock) and this clock.
+    #[inline]
+    pub fn reading(&self) -> CallCost {
+        CallCost::of(&cost_of(&ffi::read_call_counters(), self.ticks(), 0))
+    }
+
+    /// Nanoseconds per tick, measured from the start to now (1 when ticks are nanoseconds).
+    pub fn ns_per_tick(&self) -> f64 {
+        if !self.tsc {
+            return 1.0;
+        }
+        let ticks = tsc_ticks().saturating_sub(self.start_ticks);
+        let ns = wall_ns().saturating_sub(self.start_ns);
+        if ticks == 0 {
+            1.0
+        } else {
+            ns as f64 / ticks as f64
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn tsc_ticks() -> u64 {
+    // SAFETY: RDTSC exists on every x86-64 CPU and has no preconditions.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn tsc_ticks() -> u64 {
+    wall_ns()
+}
+
+/// The time-stamp counter ticks at a constant rate on every core (CPUID's invariant TSC bit),
+/// and the kernel did not set it aside as a clocksource (a kernel that found the cores out of
+/// step switches away from it). Without /sys (a chroot), the CPUID bit decides.
+#[cfg(target_arch = "x86_64")]
+fn tsc_is_a_clock() -> bool {
+    use core::arch::x86_64::__cpuid;
+    // SAFETY: CPUID exists on every x86-64 CPU; leaf 0x8000_0007 is asked only if it exists.
+    // `unsafe` for the rust-version (1.85); later compilers know CPUID is safe.
+    #[allow(unused_unsafe)]
+    let invariant = unsafe { __cpuid(0x8000_0000).eax >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0 };
+    let kernel = std::fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+    invariant && kernel.map_or(true, |name| name.trim() == "tsc")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn tsc_is_a_clock() -> bool {
+    false
 }
 
 /// CPU time and peak RSS are read again only after this much wall time (or at the end).

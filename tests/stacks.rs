@@ -105,6 +105,30 @@ fn fib_frames_have_exact_counts() {
     assert_eq!(traced, n.cost.function_calls + n.cost.primop_calls);
 }
 
+/// The frames' wall time is in nanoseconds of the nodes' clock, whichever clock timed the calls
+/// (the plugin times frames by the CPU's time-stamp counter where it can, and converts at the
+/// end): under a leaf node that is nearly all calls, the frames' time is most of the node's,
+/// and never more.
+#[test]
+fn frame_wall_time_is_on_the_nodes_clock() {
+    let (_, report, _) = stacked_walk(&[]);
+    let stacks = report.stacks.as_ref().expect("the report has stacks");
+    let n = node(&report, "lib.fib");
+    let mut under = vec![false; stacks.nodes.len()];
+    let mut frames_ns = 0;
+    for (i, f) in stacks.nodes.iter().enumerate() {
+        under[i] = match f.parent {
+            None => f.walk_node == Some(n.id),
+            Some(p) => under[p as usize],
+        };
+        if under[i] {
+            frames_ns += f.cost.wall_ns;
+        }
+    }
+    assert!(frames_ns <= n.cost.wall_ns, "the frames under lib.fib took {frames_ns} ns, more than the node's {} ns", n.cost.wall_ns);
+    assert!(2 * frames_ns >= n.cost.wall_ns, "the frames under lib.fib took {frames_ns} ns, under half the node's {} ns", n.cost.wall_ns);
+}
+
 /// `frame` with its store path shortened to `source/` (the hash differs per machine).
 fn without_store_hash(frame: &str) -> String {
     match (frame.find("/nix/store/"), frame.find("-source/")) {

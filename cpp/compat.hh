@@ -220,9 +220,24 @@ inline bool interrupted() { return nix::unix::_isInterrupted; }
 // ---- call stacks ---------------------------------------------------------------------------
 
 #if EVALCOST_NIX_MINOR < 30
-// Nix up to 2.29: no profiler hook. Stacks come from `trace-function-calls` messages, consumed
-// by a logger wrapper (cpp/stacks.cc); frames are call sites.
+// Nix up to 2.29: no profiler hook. With `trace-function-calls`, every call builds a
+// FunctionCallTrace, whose constructor and destructor log "function-trace entered/exited POS at
+// NS". cpp/stacks.cc redirects the calls Nix's libraries make to both (their GOT slots) and
+// takes the position itself, or, where it cannot, consumes the messages through a logger
+// wrapper; frames are call sites.
 #define EVALCOST_STACKS_VIA_PROFILER 0
+#if EVALCOST_NIX_MINOR < 28
+#include "function-trace.hh"
+#else
+#include "nix/expr/function-trace.hh"
+#endif
+
+namespace evalcost::compat {
+// The complete-object constructor and destructor (Itanium C++ ABI names), as Nix up to 2.29
+// declares them: `FunctionCallTrace(const Pos & pos)` and `~FunctionCallTrace()`.
+inline constexpr const char * functionCallTraceEnter = "_ZN3nix17FunctionCallTraceC1ERKNS_3PosE";
+inline constexpr const char * functionCallTraceExit = "_ZN3nix17FunctionCallTraceD1Ev";
+} // namespace evalcost::compat
 
 // PosTable's origins and line cache (see warmPositionLineCache below).
 EVALCOST_EXPOSE(nix::PosTable, std::map<uint32_t EVALCOST_COMMA nix::PosTable::Origin>, origins)

@@ -51,7 +51,10 @@ void patchRelocations(const ElfW(Rela) * rel, size_t bytes, ElfW(Addr) base, con
         const char * name = strtab + symtab[ELF64_R_SYM(rel[i].r_info)].st_name;
         if (std::strcmp(name, target.symbol) != 0) continue;
         auto ** slot = reinterpret_cast<void **>(base + rel[i].r_offset);
-        if (*slot == target.replacement) continue;
+        if (*slot == target.replacement) {
+            ++target.patched;
+            continue;
+        }
         if (!writable(slot)) continue;
         *slot = target.replacement;
         ++target.patched;
@@ -99,12 +102,13 @@ int visit(struct dl_phdr_info * info, size_t, void * data)
 
 } // namespace
 
-void * redirect(const char * symbol, void * replacement) noexcept
+void * redirect(const char * symbol, void * replacement, int * patched) noexcept
 {
     void * real = dlsym(RTLD_DEFAULT, symbol);
     if (!real) return nullptr;
     Target target{symbol, replacement};
     dl_iterate_phdr(visit, &target);
+    if (patched) *patched = target.patched;
     return real;
 }
 

@@ -12,7 +12,8 @@ namespace evalcost::got {
 // Rewrites, in the executable and every loaded `libnix*` object, each GOT slot bound to the
 // dynamic symbol `symbol` so that it holds `replacement`. Returns the real function (resolved
 // in the global scope), or nullptr if the process has no such symbol; then nothing is patched.
+// `patched`, if given, receives how many slots now hold `replacement`.
 // Not thread-safe: call it before Nix starts threads that could call the function.
-void * redirect(const char * symbol, void * replacement) noexcept;
+void * redirect(const char * symbol, void * replacement, int * patched = nullptr) noexcept;
 
 } // namespace evalcost::got

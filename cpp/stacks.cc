@@ -12,7 +12,11 @@
 #include "stacks.hh"
 #include "nix-evalcost/src/bridge.rs.h"
 
+#include "got.hh"
+
 #include <array>
+#include <dlfcn.h>
+#include <sstream>
 #include <unordered_map>
 
 namespace evalcost {
@@ -63,6 +67,120 @@ public:
     void setPrintBuildLogs(bool printBuildLogs) override { inner.setPrintBuildLogs(printBuildLogs); }
 };
 
+// ---- the trace taken at its source ---------------------------------------------------------
+//
+// Formatting two messages per call and parsing them again was most of the cost of profiling
+// stacks on Nix 2.26 (perf, fib 24: boost::format, ostreams and the logger). Where Nix's
+// libraries call FunctionCallTrace's constructor and destructor through their GOT (2.26.3 does:
+// libnixexpr has a jump slot for each), those calls come here: while a profile runs, the
+// constructor keeps the position, as Nix's does, and enters the frame; the destructor leaves it.
+// Otherwise both call Nix's own. A frame is named as the message would have named it
+// (`out << pos`), once per distinct call site. Where the slots cannot be redirected, the
+// messages and the logger above remain the way.
+namespace direct {
+
+using Enter = void (*)(nix::FunctionCallTrace *, const nix::Pos &);
+using Exit = void (*)(nix::FunctionCallTrace *);
+
+Enter realEnter = nullptr;
+Exit realExit = nullptr;
+bool hooked = false;
+// The profiled evaluator while a profile runs here, else nullptr.
+nix::EvalState * profiling = nullptr;
+size_t originsWarmed = 0;
+// Traces constructed here and not destroyed yet.
+uint64_t open = 0;
+// Call site (origin, line, column) -> frame id in Rust's call tree.
+std::unordered_map<std::string, uint32_t> sites;
+// The key of the current call, reused: no allocation per call once grown.
+std::string key;
+
+template<typename T>
+void append(std::string & out, const T & value)
+{
+    out.append(reinterpret_cast<const char *>(&value), sizeof value);
+}
+
+// A position's identity without formatting it. Origins live as long as the evaluator (its
+// position table holds them), so their addresses identify them.
+void keyOf(const nix::Pos & pos, std::string & out)
+{
+    out.clear();
+    append(out, pos.line);
+    append(out, pos.column);
+    if (auto * path = std::get_if<nix::SourcePath>(&pos.origin)) {
+        out.push_back('p');
+        append(out, static_cast<const void *>(&*path->accessor));
+        out += path->path.abs();
+    } else if (auto * string = std::get_if<nix::Pos::String>(&pos.origin)) {
+        out.push_back('s');
+        append(out, static_cast<const void *>(&*string->source));
+    } else if (auto * in = std::get_if<nix::Pos::Stdin>(&pos.origin)) {
+        out.push_back('i');
+        append(out, static_cast<const void *>(&*in->source));
+    } else {
+        out.push_back('-');
+    }
+}
+
+uint32_t frameOf(const nix::Pos & pos)
+{
+    keyOf(pos, key);
+    if (auto it = sites.find(key); it != sites.end()) return it->second;
+    std::ostringstream name;
+    name << pos;
+    auto text = name.str();
+    uint32_t id = stack_frame(rust::Str(text.data(), text.size()));
+    sites.emplace(key, id);
+    return id;
+}
+
+void enter(nix::FunctionCallTrace * trace, const nix::Pos & pos)
+{
+    if (!profiling) return realEnter(trace, pos);
+    // What Nix's constructor does besides logging: the trace keeps its position.
+    new (const_cast<nix::Pos *>(&trace->pos)) nix::Pos(pos);
+    ++open;
+    uint32_t frame = 0;
+    try {
+        compat::warmPositionLineCache(*profiling, originsWarmed);
+        frame = frameOf(pos);
+    } catch (...) {
+        // Entered all the same, under the first frame: the exit must find a frame to close.
+    }
+    stack_enter(frame);
+}
+
+void exit(nix::FunctionCallTrace * trace)
+{
+    // Traces built before the profile started are older than every trace built here, so they
+    // are destroyed after them: while `open` is positive, the innermost trace is one of ours.
+    if (open == 0) return realExit(trace);
+    --open;
+    stack_exit();
+    trace->pos.~Pos();
+}
+
+// Redirects both, once per process; both or neither.
+void install()
+{
+    static bool tried = false;
+    if (tried) return;
+    tried = true;
+    if (!dlsym(RTLD_DEFAULT, compat::functionCallTraceEnter) || !dlsym(RTLD_DEFAULT, compat::functionCallTraceExit))
+        return;
+    int entered = 0, exited = 0;
+    realEnter = reinterpret_cast<Enter>(got::redirect(compat::functionCallTraceEnter, reinterpret_cast<void *>(&enter), &entered));
+    realExit = reinterpret_cast<Exit>(got::redirect(compat::functionCallTraceExit, reinterpret_cast<void *>(&exit), &exited));
+    hooked = realEnter && realExit && entered > 0 && exited > 0;
+    if (!hooked) {
+        if (realEnter) got::redirect(compat::functionCallTraceEnter, reinterpret_cast<void *>(realEnter));
+        if (realExit) got::redirect(compat::functionCallTraceExit, reinterpret_cast<void *>(realExit));
+    }
+}
+
+} // namespace direct
+
 } // namespace
 
 struct StackProfiling::Impl
@@ -70,17 +188,30 @@ struct StackProfiling::Impl
     nix::EvalState & state;
     nix::Logger * previous;
     bool previousTrace;
+    nix::EvalState * previousDirect;
     TraceLogger logger;
 
     explicit Impl(nix::EvalState & state)
-        : state(state), previous(nix::logger), previousTrace(compat::traceFunctionCalls(state)), logger(*nix::logger, state)
+        : state(state)
+        , previous(nix::logger)
+        , previousTrace(compat::traceFunctionCalls(state))
+        , previousDirect(direct::profiling)
+        , logger(*nix::logger, state)
     {
         nix::logger = &logger;
         compat::setTraceFunctionCalls(state, true);
+        direct::install();
+        if (direct::hooked) {
+            // A new call tree in Rust: its frame ids start again.
+            direct::sites.clear();
+            direct::profiling = &state;
+        }
     }
 
     ~Impl()
     {
+        direct::profiling = previousDirect;
+        direct::sites.clear();
         compat::setTraceFunctionCalls(state, previousTrace);
         nix::logger = previous;
     }

@@ -105,6 +105,36 @@ fn fib_frames_have_exact_counts() {
     assert_eq!(traced, n.cost.function_calls + n.cost.primop_calls);
 }
 
+/// A user's own `--trace-function-calls` works as before around a walk with stacks: on Nix
+/// 2.26 the plugin takes the trace from FunctionCallTrace itself while it profiles, and hands
+/// every other trace back to Nix, whose messages then still reach stderr, balanced.
+#[test]
+fn a_users_own_function_trace_still_prints_around_a_stacks_walk() {
+    let flake = Flake::new(SOURCE, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let walk = walk_expr(&flake, "stacks = true;").replace("{report}", &report.display().to_string());
+    let expr = format!("builtins.seq ({walk}) ((x: x + 1) 41)");
+    let output = std::process::Command::new("nix")
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--trace-function-calls", "--json", "--expr", &expr])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42");
+    let entered = stderr.matches("function-trace entered").count();
+    let exited = stderr.matches("function-trace exited").count();
+    // The call after the walk, at its position in the expression, went to Nix's own trace.
+    let after = format!("function-trace entered «string»:1:{} at", expr.find("(x: x + 1) 41").unwrap() + 1);
+    assert!(stderr.contains(&after), "no `{after}` in:\n{stderr}");
+    assert_eq!(entered, exited, "every traced call entered and left");
+    let report: Report = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fib: u64 = calls_by_frame(&report, "lib.fib").iter().filter(|(f, _)| callee(f) == "fib").map(|(_, c)| c).sum();
+    assert_eq!(fib, fib_calls(15), "the walk's own stacks are exact");
+}
+
 /// The frames' wall time is in nanoseconds of the nodes' clock, whichever clock timed the calls
 /// (the plugin times frames by the CPU's time-stamp counter where it can, and converts at the
 /// end): under a leaf node that is nearly all calls, the frames' time is most of the node's,

@@ -308,7 +308,9 @@ pub enum TraceEvent<'a> {
 
 pub fn parse_trace(line: &str) -> Option<TraceEvent<'_>> {
     if let Some(rest) = line.strip_prefix("function-trace entered ") {
-        let pos = rest.rsplit_once(" at ").map_or(rest, |(pos, _)| pos);
+        // `POS at NS`: the last space, then " at" before it (a char search, not a substring
+        // search: this runs for every call).
+        let pos = rest.rsplit_once(' ').and_then(|(pos, _)| pos.strip_suffix(" at")).unwrap_or(rest);
         Some(TraceEvent::Entered(pos))
     } else if line.starts_with("function-trace exited ") {
         Some(TraceEvent::Exited)
@@ -516,5 +518,8 @@ mod tests {
         assert!(matches!(parse_trace("function-trace entered /a b/f.nix:3:4 at 123"), Some(TraceEvent::Entered("/a b/f.nix:3:4"))));
         assert!(matches!(parse_trace("function-trace exited «string»:1:2 at 9"), Some(TraceEvent::Exited)));
         assert!(parse_trace("something else").is_none());
+        // A path may hold " at " and spaces; only the last " at NS" is the time.
+        assert!(matches!(parse_trace("function-trace entered /x at y/a b.nix:1:2 at 77"), Some(TraceEvent::Entered("/x at y/a b.nix:1:2"))));
+        assert!(matches!(parse_trace("function-trace entered /a b/f.nix:3:4"), Some(TraceEvent::Entered("/a b/f.nix:3:4"))));
     }
 }

@@ -16,26 +16,29 @@ RawCounters read_counters() noexcept
 {
     RawCounters c = read_call_counters();
     c.gc_heap_bytes = GC_get_heap_size(); // a gauge: nodes need it, call frames do not
+    c.gc_cycles = nix::getGCCycles();
+    auto * s = currentState();
+    if (!s) return c;
+    c.list_concats = compat::stateCounter<compat::Tag_nrListConcats>(*s);
+    c.op_updates = compat::stateCounter<compat::Tag_nrOpUpdates>(*s);
+    c.op_update_values_copied = compat::stateCounter<compat::Tag_nrOpUpdateValuesCopied>(*s);
+    c.avoided = compat::stateCounter<compat::Tag_nrAvoided>(*s);
     return c;
 }
 
-// Everything but the GC heap size, whose read takes the allocator lock: this runs at every call
-// while stacks are profiled.
+// What a call frame keeps (the core's `CallCost`), and nothing else: this runs at every call
+// and return while stacks are profiled. The rest, and the GC heap size (whose read takes the
+// allocator lock), only nodes read.
 RawCounters read_call_counters() noexcept
 {
     RawCounters c{};
     c.thunks = compat::thunkCount();
     c.gc_total_bytes = GC_get_total_bytes();
-    c.gc_cycles = nix::getGCCycles();
     auto * s = currentState();
     if (!s) return c;
     c.function_calls = compat::stateCounter<compat::Tag_nrFunctionCalls>(*s);
     c.primop_calls = compat::stateCounter<compat::Tag_nrPrimOpCalls>(*s);
     c.lookups = compat::stateCounter<compat::Tag_nrLookups>(*s);
-    c.list_concats = compat::stateCounter<compat::Tag_nrListConcats>(*s);
-    c.op_updates = compat::stateCounter<compat::Tag_nrOpUpdates>(*s);
-    c.op_update_values_copied = compat::stateCounter<compat::Tag_nrOpUpdateValuesCopied>(*s);
-    c.avoided = compat::stateCounter<compat::Tag_nrAvoided>(*s);
     c.values = compat::values(*s);
     c.envs = compat::envs(*s);
     c.values_in_envs = compat::valuesInEnvs(*s);

@@ -53,7 +53,8 @@ pub struct StackNode {
     pub cost: Cost,
 }
 
-/// Declares [`CallCost`]: a compact [`Cost`] with the fields that make sense per call, because
+/// Declares [`CallCost`]: a compact [`Cost`] with the fields that make sense per call (the shim's
+/// `read_call_counters` in cpp/counters.cc reads exactly these), because
 /// it is read, copied and differenced at every call and return.
 macro_rules! call_cost_struct {
     ($($field:ident),+ $(,)?) => {

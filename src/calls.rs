@@ -18,21 +18,38 @@ use nix_evalcost_core::walk_policy::{Shard, Systems};
 use nix_evalcost_core::workers::{RunClaims, SharedClaims, Worker};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 static SESSION: Mutex<Option<Session<NixSensor>>> = Mutex::new(None);
 
-// The call-stack profile lives outside the session lock: its hooks run at every Nix call (on the
-// evaluating thread), and the walk node they hang under is published here after every
-// transition of the session. One thread-local for both: in a dlopen'ed library every access to
-// one is a call to `__tls_get_addr`.
-thread_local! {
-    static CALLS: CallStacks = const { CallStacks { profile: RefCell::new(None), innermost: Cell::new(None) } };
-}
+// The call-stack profile lives outside the session lock: its hooks run at every Nix call, and
+// the walk node they hang under is published here after every transition of the session. It
+// belongs to the thread that started it (the evaluating thread): only that thread touches it,
+// and calls on any other thread are not profiled. Not a thread-local: in a dlopen'ed library
+// every access to one calls `__tls_get_addr`, about 10 ns at each of the two hooks of every call
+// (perf, Nix 2.35).
+static CALLS: CallStacks = CallStacks { owner: AtomicUsize::new(NO_OWNER), profile: RefCell::new(None), innermost: Cell::new(None) };
 
 struct CallStacks {
+    /// The thread the profile belongs to (`pthread_self`), or [`NO_OWNER`].
+    owner: AtomicUsize,
     profile: RefCell<Option<Profile>>,
     innermost: Cell<Option<u32>>,
+}
+
+// SAFETY: `profile` and `innermost` are touched only through `CallStacks::mine`, on the thread
+// that owns them. A thread takes ownership only when it is free (Acquire) and the owner gives
+// it back (Release) when its profile ends, so no two threads ever touch them at once, and each
+// owner sees what the previous one left.
+unsafe impl Sync for CallStacks {}
+
+/// glibc's `pthread_t` is the address of the thread's descriptor: never 0.
+const NO_OWNER: usize = 0;
+
+fn this_thread() -> usize {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as usize }
 }
 
 /// A call tree being built, and the clock its frames are timed by.
@@ -42,9 +59,33 @@ struct Profile {
 }
 
 impl CallStacks {
-    fn start(&self, tree: Option<CallTree>) {
-        *self.profile.borrow_mut() = tree.map(|tree| Profile { tree, clock: sensor::CallClock::start() });
-        self.innermost.set(None);
+    /// The profile's state, if this thread owns it.
+    #[inline]
+    fn mine(&self) -> Option<&CallStacks> {
+        (self.owner.load(Ordering::Acquire) == this_thread()).then_some(self)
+    }
+
+    /// Starts a profile on this thread, unless another thread's profile runs (then this thread's
+    /// calls are not profiled).
+    fn start(&self, tree: CallTree) {
+        let me = this_thread();
+        let owned = match self.owner.compare_exchange(NO_OWNER, me, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => true,
+            Err(owner) => owner == me,
+        };
+        if owned {
+            *self.profile.borrow_mut() = Some(Profile { tree, clock: sensor::CallClock::start() });
+            self.innermost.set(None);
+        }
+    }
+
+    /// Ends this thread's profile, if it has one, and gives the profile up.
+    fn take(&self) -> Option<Profile> {
+        let mine = self.mine()?;
+        let profile = mine.profile.borrow_mut().take();
+        mine.innermost.set(None);
+        mine.owner.store(NO_OWNER, Ordering::Release);
+        profile
     }
 
     /// A call of `frame` starts under the innermost walked node.
@@ -64,7 +105,9 @@ impl CallStacks {
 }
 
 fn set_innermost(node: Option<u32>) {
-    CALLS.with(|c| c.innermost.set(node));
+    if let Some(calls) = CALLS.mine() {
+        calls.innermost.set(node);
+    }
 }
 
 pub(crate) fn lock() -> MutexGuard<'static, Option<Session<NixSensor>>> {
@@ -84,7 +127,10 @@ fn with_session<T>(what: &str, f: impl FnOnce(&mut Session<NixSensor>) -> Result
 
 /// Starts (or stops) profiling call stacks on this thread, under the session's nodes.
 pub(crate) fn set_call_tree(tree: Option<CallTree>) {
-    CALLS.with(|c| c.start(tree));
+    match tree {
+        Some(tree) => CALLS.start(tree),
+        None => drop(CALLS.take()),
+    }
 }
 
 /// Publishes the session's innermost node for the call-stack hooks.
@@ -93,12 +139,13 @@ pub(crate) fn publish_innermost(session: &Session<NixSensor>) {
 }
 
 fn with_call_tree<T>(f: impl FnOnce(&mut CallTree, &sensor::CallClock, Option<u32>) -> T) -> Option<T> {
-    CALLS.with(|c| c.profile.borrow_mut().as_mut().map(|p| f(&mut p.tree, &p.clock, c.innermost.get())))
+    let calls = CALLS.mine()?;
+    calls.profile.borrow_mut().as_mut().map(|p| f(&mut p.tree, &p.clock, calls.innermost.get()))
 }
 
 /// The stacks profiled so far, closed at the current reading.
 pub(crate) fn take_stacks() -> Option<nix_evalcost_core::stacks::Stacks> {
-    let Profile { tree, clock } = CALLS.with(|c| c.profile.borrow_mut().take())?;
+    let Profile { tree, clock } = CALLS.take()?;
     let mut stacks = tree.finish(clock.reading(), ffi::stack_source());
     stacks.scale_wall(clock.ns_per_tick());
     if stacks.source == TRACE_SOURCE {
@@ -302,7 +349,9 @@ pub fn stack_frame(name: &str) -> u32 {
 /// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
 pub fn stack_enter(frame: u32) {
     let _ = guarded("recording a call", || {
-        CALLS.with(|c| c.enter(frame));
+        if let Some(calls) = CALLS.mine() {
+            calls.enter(frame);
+        }
         Ok::<_, String>(())
     });
 }
@@ -310,7 +359,9 @@ pub fn stack_enter(frame: u32) {
 /// The innermost call returns or unwinds (Nix 2.30+).
 pub fn stack_exit() {
     let _ = guarded("recording a return", || {
-        CALLS.with(CallStacks::exit);
+        if let Some(calls) = CALLS.mine() {
+            calls.exit();
+        }
         Ok::<_, String>(())
     });
 }

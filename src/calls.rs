@@ -87,21 +87,6 @@ impl CallStacks {
         mine.owner.store(NO_OWNER, Ordering::Release);
         profile
     }
-
-    /// A call of `frame` starts under the innermost walked node.
-    fn enter(&self, frame: u32) {
-        if let Some(p) = self.profile.borrow_mut().as_mut() {
-            let now = p.clock.reading();
-            p.tree.enter(self.innermost.get(), frame, now);
-        }
-    }
-
-    fn exit(&self) {
-        if let Some(p) = self.profile.borrow_mut().as_mut() {
-            let now = p.clock.reading();
-            p.tree.exit(now);
-        }
-    }
 }
 
 fn set_innermost(node: Option<u32>) {
@@ -138,6 +123,8 @@ pub(crate) fn publish_innermost(session: &Session<NixSensor>) {
     set_innermost(session.innermost());
 }
 
+/// Runs `f` on this thread's call tree, with its clock and the innermost walked node; None when
+/// this thread profiles no stacks. Every hook goes through here.
 fn with_call_tree<T>(f: impl FnOnce(&mut CallTree, &sensor::CallClock, Option<u32>) -> T) -> Option<T> {
     let calls = CALLS.mine()?;
     calls.profile.borrow_mut().as_mut().map(|p| f(&mut p.tree, &p.clock, calls.innermost.get()))
@@ -349,9 +336,7 @@ pub fn stack_frame(name: &str) -> u32 {
 /// A call of frame `frame` starts (Nix 2.30+, from the EvalProfiler hook).
 pub fn stack_enter(frame: u32) {
     let _ = guarded("recording a call", || {
-        if let Some(calls) = CALLS.mine() {
-            calls.enter(frame);
-        }
+        with_call_tree(|tree, clock, innermost| tree.enter(innermost, frame, clock.reading()));
         Ok::<_, String>(())
     });
 }
@@ -359,9 +344,7 @@ pub fn stack_enter(frame: u32) {
 /// The innermost call returns or unwinds (Nix 2.30+).
 pub fn stack_exit() {
     let _ = guarded("recording a return", || {
-        if let Some(calls) = CALLS.mine() {
-            calls.exit();
-        }
+        with_call_tree(|tree, clock, _| tree.exit(clock.reading()));
         Ok::<_, String>(())
     });
 }

@@ -208,6 +208,26 @@ impl PathSamples {
     fn new(path: Vec<String>, kind: Kind, metric_count: usize) -> PathSamples {
         PathSamples { path, kind, errors: 0, samples: Vec::with_capacity(metric_count) }
     }
+
+    /// One more run's sample of this path.
+    fn add(&mut self, node: &LeanNode, values: &[u64]) {
+        if node.error.is_some() {
+            self.errors += 1;
+            self.kind = Kind::Error;
+        }
+        self.samples.extend_from_slice(values);
+    }
+}
+
+/// `path`'s components joined by [`SEP`], into `key` (the map's key of a path).
+fn path_key<S: AsRef<str>>(path: &[S], key: &mut String) {
+    key.clear();
+    for (i, c) in path.iter().enumerate() {
+        if i > 0 {
+            key.push(SEP);
+        }
+        key.push_str(c.as_ref());
+    }
 }
 
 struct Accumulator {
@@ -215,6 +235,10 @@ struct Accumulator {
     /// Keyed by the path with components joined by NUL. FxHash: the keys are not adversarial
     /// in a way that matters (a report's author can only slow down their own merge).
     paths: FxHashMap<String, PathSamples>,
+    /// The first report's rows when its paths came strictly increasing (a walk's pre-order
+    /// over sorted attribute names does): kept in order, with no keys, no map and no sort.
+    /// Moved into `paths` as soon as a second report comes.
+    ordered: Vec<PathSamples>,
     totals: Vec<Vec<u64>>,
     unattributed: Vec<Vec<u64>>,
     runs: Vec<RunInfo>,
@@ -228,6 +252,7 @@ impl Accumulator {
         Accumulator {
             metric_count,
             paths: FxHashMap::default(),
+            ordered: Vec::new(),
             totals: vec![Vec::new(); metric_count],
             unattributed: vec![Vec::new(); metric_count],
             runs: Vec::new(),
@@ -239,31 +264,26 @@ impl Accumulator {
             return self.add_process(file, report, group_by, opts);
         }
         let values = NodeValues::of(&report, opts);
-        let mut key = String::new();
-        for (i, node) in report.nodes.iter().enumerate() {
-            let Some(values) = values.row(i, node.path.len(), opts) else { continue };
-            if !opts.filters.is_empty() && !opts.filters.iter().any(|g| g.matches(&node.path)) {
-                continue;
-            }
-            key.clear();
-            for (i, c) in node.path.iter().enumerate() {
-                if i > 0 {
-                    key.push(SEP);
+        let rows: Vec<(&LeanNode, &[u64])> = (report.nodes.iter().enumerate())
+            .filter_map(|(i, node)| Some((node, values.row(i, node.path.len(), opts)?)))
+            .filter(|(node, _)| opts.filters.is_empty() || opts.filters.iter().any(|g| g.matches(&node.path)))
+            .collect();
+        let first = self.runs.is_empty();
+        if first && rows.windows(2).all(|pair| pair[0].0.path < pair[1].0.path) {
+            self.ordered = rows.iter().map(|(node, values)| self.samples_of(node, values)).collect();
+        } else {
+            self.spill_ordered();
+            let mut key = String::new();
+            for (node, values) in rows {
+                path_key(&node.path, &mut key);
+                match self.paths.get_mut(key.as_str()) {
+                    Some(entry) => entry.add(node, values),
+                    None => {
+                        let samples = self.samples_of(node, values);
+                        self.paths.insert(key.clone(), samples);
+                    }
                 }
-                key.push_str(c);
             }
-            let entry = match self.paths.get_mut(key.as_str()) {
-                Some(e) => e,
-                None => {
-                    let path = node.path.iter().map(|c| c.to_string()).collect();
-                    self.paths.entry(key.clone()).or_insert_with(|| PathSamples::new(path, node.kind, self.metric_count))
-                }
-            };
-            if node.error.is_some() {
-                entry.errors += 1;
-                entry.kind = Kind::Error;
-            }
-            entry.samples.extend_from_slice(values);
         }
         for (i, m) in opts.metrics.iter().enumerate() {
             self.totals[i].push(m.value(&report.totals, &report.end, &report.sizes));
@@ -293,7 +313,33 @@ impl Accumulator {
         self.runs.push(RunInfo { file: file.display().to_string(), meta: report.meta });
     }
 
-    fn absorb(&mut self, other: Accumulator) {
+    /// A new row of `node`, with its values as its first sample.
+    fn samples_of(&self, node: &LeanNode, values: &[u64]) -> PathSamples {
+        let mut samples = PathSamples::new(node.path.iter().map(|c| c.to_string()).collect(), node.kind, self.metric_count);
+        samples.add(node, values);
+        samples
+    }
+
+    /// Moves the ordered rows into the map, keyed like the rows of any other report.
+    fn spill_ordered(&mut self) {
+        let mut key = String::new();
+        for samples in std::mem::take(&mut self.ordered) {
+            path_key(&samples.path, &mut key);
+            self.paths.insert(key.clone(), samples);
+        }
+    }
+
+    fn absorb(&mut self, mut other: Accumulator) {
+        // A thread that read one file, or none: nothing to key (the one report stays in order).
+        if other.runs.is_empty() {
+            return;
+        }
+        if self.runs.is_empty() {
+            *self = other;
+            return;
+        }
+        self.spill_ordered();
+        other.spill_ordered();
         for (key, theirs) in other.paths {
             match self.paths.get_mut(&key) {
                 None => {
@@ -324,9 +370,10 @@ impl Accumulator {
             samples.into_iter().map(|mut v| (Stats::of(&mut v), v)).unzip()
         };
         let metric_count = self.metric_count;
-        let mut rows: Vec<Row> = self
-            .paths
-            .into_values()
+        // Ordered rows are already sorted by path (and the map is then empty).
+        let in_order = !self.ordered.is_empty();
+        let mut rows: Vec<Row> = (self.ordered.into_iter())
+            .chain(self.paths.into_values())
             .map(|p| {
                 let mut samples = metric_major(p.samples, metric_count);
                 let runs = samples.len() / metric_count.max(1);
@@ -334,7 +381,9 @@ impl Accumulator {
                 Row { path: p.path, kind: p.kind, errors: p.errors, stats, samples }
             })
             .collect();
-        rows.sort_by(|a, b| a.path.cmp(&b.path));
+        if !in_order {
+            rows.sort_by(|a, b| a.path.cmp(&b.path));
+        }
         let mut runs = self.runs;
         runs.sort_by(|a, b| a.file.cmp(&b.file));
         let (total_stats, total_samples) = stats_and_samples(self.totals);

@@ -1,7 +1,7 @@
 //! Properties of merging and of inclusive costs, on random report trees.
 
 use nix_evalcost_core::cost::{Cost, Gauges, Sizes};
-use nix_evalcost_core::merge::{merge_files, MergeOptions};
+use nix_evalcost_core::merge::{merge_files, merge_report, MergeOptions};
 use nix_evalcost_core::metric;
 use nix_evalcost_core::report::{Kind, Meta, Node, Report, SCHEMA, SCHEMA_VERSION};
 use proptest::prelude::*;
@@ -44,6 +44,24 @@ fn arb_report() -> impl Strategy<Value = Report> {
             isolated: Vec::new(),
         }
     })
+}
+
+/// The same report with its nodes in the order of `key` (which must put parents first), ids
+/// and parents renumbered.
+fn reordered<K: Ord>(report: &Report, key: impl Fn(&Node) -> K) -> Report {
+    let mut order: Vec<usize> = (0..report.nodes.len()).collect();
+    order.sort_by_key(|&i| key(&report.nodes[i]));
+    let mut new_id = vec![0u32; order.len()];
+    for (new, &old) in order.iter().enumerate() {
+        new_id[old] = new as u32;
+    }
+    let nodes = (order.iter())
+        .map(|&old| {
+            let n = &report.nodes[old];
+            Node { id: new_id[old], parent: n.parent.map(|p| new_id[p as usize]), ..n.clone() }
+        })
+        .collect();
+    Report { nodes, ..report.clone() }
 }
 
 fn options(inclusive: bool, depth: Option<usize>) -> MergeOptions {
@@ -100,6 +118,20 @@ proptest! {
         prop_assert_eq!(&a.rows, &b.rows);
         prop_assert_eq!(&a.totals, &b.totals);
         prop_assert_eq!(&a.runs, &b.runs);
+    }
+
+    /// A walk's nodes come in path order, which the merge keeps without a map or a sort; in
+    /// any other order it goes through the map: the rows are the same.
+    #[test]
+    fn rows_do_not_depend_on_the_nodes_order(report in arb_report(), inclusive in any::<bool>(), depth in prop::option::of(1usize..4)) {
+        let in_path_order = reordered(&report, |n| n.path.clone());
+        let depth_first_reversed = reordered(&report, |n| (n.path.len(), std::cmp::Reverse(n.path.clone())));
+        let file = std::path::Path::new("r.json");
+        let a = merge_report(&in_path_order, file, &options(inclusive, depth));
+        let b = merge_report(&depth_first_reversed, file, &options(inclusive, depth));
+        prop_assert_eq!(&a.rows, &b.rows);
+        prop_assert_eq!(&a.totals, &b.totals);
+        prop_assert!(a.rows.windows(2).all(|w| w[0].path < w[1].path));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use nix_evalcost_core::nix_version::NixVersion;
 use nix_evalcost_core::passive;
 use nix_evalcost_core::protocol::{self, ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
 use nix_evalcost_core::report::Report;
-use nix_evalcost_core::report_io::{read_report, ReportError};
+use nix_evalcost_core::report_io::{read_open_report, read_report, ReportError};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
@@ -226,22 +226,29 @@ pub struct NixOutcome {
 
 /// A walk's report, read as soon as the plugin says it is written (its `report-written`
 /// progress line): tearing down a large evaluator takes nix a while, and the read overlaps it.
+/// It is read on a thread of its own, so that the file can be renamed into place as soon as
+/// nix exits, while the read goes on (it opened the file before).
 #[derive(Default)]
-pub struct EarlyReport(Option<Result<Report, ReportError>>);
+pub struct EarlyReport(Option<std::thread::JoinHandle<Result<Report, ReportError>>>);
 
 impl EarlyReport {
-    /// Reads the report at `path` if `line` says it is written; true if so (the line then
-    /// carries no progress).
+    /// Starts reading the report at `path` if `line` says it is written; true if so (the line
+    /// then carries no progress).
     pub fn read_if_written(&mut self, line: &ProgressLine, path: &Path) -> bool {
         if line.written {
-            self.0 = Some(read_report(path));
+            // Not opened: `or_read` reads it where it is then.
+            if let Ok(file) = std::fs::File::open(path) {
+                let path = path.to_path_buf();
+                self.0 = Some(std::thread::spawn(move || read_open_report(file, &path)));
+            }
         }
         line.written
     }
 
     /// The report read early, or, if it was not (or failed), read now from `path`.
     pub fn or_read(self, path: &Path) -> Result<Report, ReportError> {
-        self.0.filter(Result::is_ok).unwrap_or_else(|| read_report(path))
+        let early = self.0.and_then(|reading| reading.join().ok());
+        early.filter(Result::is_ok).unwrap_or_else(|| read_report(path))
     }
 }
 

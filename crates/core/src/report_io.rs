@@ -1,7 +1,7 @@
 //! Reading and writing report files: JSON, gzipped when the name ends in `.gz`, written
 //! atomically (a temporary file in the same directory, renamed into place).
 
-use crate::report::{Node, Report};
+use crate::report::Report;
 use flate2::{read::MultiGzDecoder, write::GzEncoder, Compression};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
@@ -41,15 +41,14 @@ pub const MAX_REPORT_BYTES: u64 = 2 << 30;
 
 /// Reads and validates one report; gzip is recognised by its magic bytes, not the name.
 pub fn read_report(path: &Path) -> Result<Report, ReportError> {
-    read_open_report(File::open(path).map_err(|e| io_error(path, e))?, path)
+    read_open_report(File::open(path).map_err(|e| io_error(path, e))?, path, &mut Vec::new())
 }
 
 /// [`read_report`] of a file already open, which `path` names in errors (it may have been
-/// renamed since it was opened).
-pub fn read_open_report(file: File, path: &Path) -> Result<Report, ReportError> {
-    let mut bytes = Vec::new();
-    read_limited_file(file, path, &mut bytes)?;
-    report_from_bytes(path, &bytes, MAX_REPORT_BYTES)
+/// renamed since it was opened), read into `bytes` (the caller decides when to free them).
+pub fn read_open_report(file: File, path: &Path, bytes: &mut Vec<u8>) -> Result<Report, ReportError> {
+    read_limited_file(file, path, bytes)?;
+    report_from_bytes(path, bytes, MAX_REPORT_BYTES)
 }
 
 /// Reads a whole file of at most [`MAX_REPORT_BYTES`] into `out`.
@@ -58,6 +57,9 @@ fn read_limited(path: &Path, out: &mut Vec<u8>) -> Result<(), ReportError> {
 }
 
 fn read_limited_file(file: File, path: &Path, out: &mut Vec<u8>) -> Result<(), ReportError> {
+    // `take` hides the file's size from read_to_end, which would grow the buffer step by step.
+    let size = file.metadata().map_or(0, |m| m.len()).min(MAX_REPORT_BYTES + 1);
+    out.reserve(usize::try_from(size).unwrap_or(0));
     file.take(MAX_REPORT_BYTES + 1).read_to_end(out).map_err(|e| io_error(path, e))?;
     if out.len() as u64 > MAX_REPORT_BYTES {
         let detail = format!("larger than {MAX_REPORT_BYTES} bytes, the most a report may be");
@@ -76,63 +78,9 @@ pub fn report_from_bytes(path: &Path, bytes: &[u8], limit: u64) -> Result<Report
     } else {
         bytes
     };
-    let report = parse_report(path, json)?;
+    let report: Report = parse_json(path, json)?;
     report.validate().map_err(|detail| ReportError::Invalid { path: path.display().to_string(), detail })?;
     Ok(report)
-}
-
-/// Reports at least this large have their nodes parsed on all cores ([`parse_split`]): below
-/// it, starting threads costs more than it saves (and a server ingesting many small reports
-/// keeps its cores busy anyway).
-pub const SPLIT_PARSE_BYTES: usize = 4 << 20;
-
-/// Parses a report's JSON, splitting a large report's nodes among threads.
-fn parse_report(path: &Path, json: &[u8]) -> Result<Report, ReportError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if json.len() >= SPLIT_PARSE_BYTES && threads > 1 {
-        if let Some(report) = parse_split(json, threads) {
-            return Ok(report);
-        }
-    }
-    // Small, or not splittable (also every invalid report): one parse, with its precise error.
-    parse_json(path, json)
-}
-
-/// Parses a report with its `nodes` array in `threads` parts at once, the rest of the report
-/// (the array left empty) beside them; the nodes are what takes time (20 000 outputs: 11 MB,
-/// 80 ms in one thread). None if anything fails: the caller parses the whole text again, which
-/// gives the same report or the error.
-fn parse_split(json: &[u8], threads: usize) -> Option<Report> {
-    let text = std::str::from_utf8(json).ok()?;
-    let nodes = sonic_rs::get_from_str(text, ["nodes"]).ok()?;
-    let nodes = nodes.as_raw_str();
-    // Where the array is in the text (a slice of it: the input is borrowed, never copied).
-    let start = (nodes.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
-    let end = start + nodes.len();
-    if text.get(start..end)? != nodes {
-        return None;
-    }
-    let elements: Vec<sonic_rs::LazyValue> = sonic_rs::to_array_iter(nodes).collect::<Result<_, _>>().ok()?;
-    let head = [&text[..start], "[]", &text[end..]].concat();
-    let chunk = elements.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let parts: Vec<_> = (elements.chunks(chunk).skip(1))
-            .map(|part| scope.spawn(move || part.iter().map(|e| sonic_rs::from_str::<Node>(e.as_raw_str()).ok()).collect::<Option<Vec<Node>>>()))
-            .collect();
-        let first = elements.chunks(chunk).next().unwrap_or_default();
-        let mut report: Report = sonic_rs::from_str(&head).ok()?;
-        if !report.nodes.is_empty() {
-            return None;
-        }
-        report.nodes.reserve_exact(elements.len());
-        for e in first {
-            report.nodes.push(sonic_rs::from_str(e.as_raw_str()).ok()?);
-        }
-        for part in parts {
-            report.nodes.extend(part.join().ok()??);
-        }
-        Some(report)
-    })
 }
 
 fn is_gzip(bytes: &[u8]) -> bool {
@@ -261,46 +209,6 @@ mod tests {
         let message = missing.to_string();
         assert!(message.contains("nope.json") && message.contains("No such file"), "{message}");
         assert!(std::error::Error::source(&missing).is_none(), "the OS error is said once, in the message");
-    }
-
-    /// A report whose names are hostile to a splitter: quotes, brackets, escapes, "nodes".
-    fn awkward_report(count: u32) -> Report {
-        let names = ["nodes", "a\"]b", "[{,}]", "ünï\u{7f}", "x\\\"nodes\":[]"];
-        let mut nodes = vec![node(0, None, &["nodes"], 1)];
-        for i in 1..count {
-            let name = format!("{}-{i}", names[i as usize % names.len()]);
-            let mut n = node(i, Some(0), &["nodes", &name], u64::from(i));
-            n.error = (i % 7 == 0).then(|| format!("error in \"{name}\"]"));
-            nodes.push(n);
-        }
-        report(nodes)
-    }
-
-    #[test]
-    fn nodes_parsed_in_parts_are_the_nodes_parsed_whole() {
-        let r = awkward_report(101);
-        for json in [serde_json::to_vec(&r).unwrap(), serde_json::to_vec_pretty(&r).unwrap()] {
-            for threads in 1..=4 {
-                assert_eq!(parse_split(&json, threads).as_ref(), Some(&r), "{threads} threads");
-            }
-        }
-        // Fewer nodes than threads, and none.
-        for count in [1, 0] {
-            let small = Report { nodes: awkward_report(2).nodes.into_iter().take(count).collect(), ..r.clone() };
-            assert_eq!(parse_split(&serde_json::to_vec(&small).unwrap(), 3), Some(small));
-        }
-    }
-
-    #[test]
-    fn a_report_that_does_not_split_is_parsed_whole_for_its_error() {
-        let json = String::from_utf8(serde_json::to_vec(&awkward_report(20)).unwrap()).unwrap();
-        let twice = json.replacen("\"nodes\":[", "\"nodes\":[],\"nodes\":[", 1);
-        let bad_node = json.replacen("\"thunks\":3", "\"thunks\":\"3\"", 1);
-        for (what, text, expect) in [("two node arrays", &twice, "duplicate field `nodes`"), ("a bad node", &bad_node, "invalid type")] {
-            assert_eq!(parse_split(text.as_bytes(), 2), None, "{what}");
-            let err = parse_report(Path::new("r.json"), text.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains("r.json") && err.contains(expect), "{what}: {err}");
-        }
     }
 
     #[test]

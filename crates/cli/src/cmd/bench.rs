@@ -3,7 +3,7 @@
 //! does. The one-command CI check.
 
 use super::compare::{compare_files, CompareOptions};
-use super::profile::{exit_status_for, stopped, walk_to, WalkArgs, Walked};
+use super::profile::{exit_status_for, stopped, walk_to, Finished, WalkArgs, Walked};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -38,8 +38,8 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             let (side, flake) = sides[i];
             let output = std::env::current_dir()?.join(&args.dir).join(side).join(format!("run-{k}.json"));
             eprintln!("bench: {side} run {}/{}: {flake}", k + 1, args.runs);
-            match walk_to(&args.walk, flake, &output)? {
-                Walked::Done(report) => {
+            match walk_to(&args.walk, flake, &output, None)? {
+                Walked::Done(Finished { report, .. }) => {
                     if report.error_count() > 0 && k == 0 {
                         eprintln!("bench: {side}: {} failed to evaluate (see the comparison)", nix_evalcost_core::units::plural(report.error_count(), "output"));
                     }

@@ -9,10 +9,11 @@
 //! walked again by the replacement, since their costs died with it. A stop signal (Ctrl-C) reaches every worker,
 //! and the partial reports are joined into a partial report.
 
-use super::profile::{WalkArgs, Walked};
-use crate::nixrun::{self, EarlyReport, NixRun, Walk, WorkerWalk};
+use super::profile::{Finished, WalkArgs, Walked};
+use crate::nixrun::{self, EarlyReport, NixRun, ReadEarly, Walk, WorkerWalk};
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::join::{join_workers, PartReport};
+use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::workers::SharedClaims;
 use std::os::unix::process::ExitStatusExt;
@@ -32,14 +33,17 @@ pub struct Parallel {
 struct Outcomes {
     /// Each worker run's report and where it is.
     parts: Vec<(u32, PartReport, PathBuf)>,
+    /// The summary's merge of a sole worker's report, done while its nix exited.
+    summary: Option<nix_evalcost_core::merge::Merged>,
     /// The first stop signal a worker was stopped by.
     stopped_by: Option<i32>,
     /// A worker failed for a reason that every worker would meet (the flake does not evaluate).
     failure: Option<anyhow::Error>,
 }
 
-/// Walks `flake` with `parallel.jobs` workers and writes the joined report at `output`.
-pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel) -> Result<Walked> {
+/// Walks `flake` with `parallel.jobs` workers and writes the joined report at `output`
+/// (merged with `summarize` for the summary table, if given).
+pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel, summarize: Option<MergeOptions>) -> Result<Walked> {
     let (plugin, base) = args.prepare(flake, PathBuf::new())?;
     let scratch = Scratch::new(output)?;
     let claims_path = scratch.0.join("claims");
@@ -65,7 +69,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
         let mut slots = Vec::with_capacity(parallel.jobs);
         for slot in 0..parallel.jobs {
             let (base, claims, claims_path, scratch) = (&base, &claims, &claims_path, &scratch);
-            let (next_run, bar, nodes_per_slot, plugin) = (&next_run, &bar, &nodes_per_slot, &plugin);
+            let (next_run, bar, nodes_per_slot, plugin, summarize) = (&next_run, &bar, &nodes_per_slot, &plugin, &summarize);
             slots.push(scope.spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let run = next_run.fetch_add(1, Ordering::AcqRel);
@@ -76,6 +80,14 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                     let expression = walk.expression();
                     let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
                     let mut early = EarlyReport::default();
+                    // The first worker of a walk that cannot replace it writes the joined
+                    // report, unless killed: then it wrote none.
+                    if sole && run == 1 && parallel.max_rss.is_none() {
+                        early = early.moving_to(output);
+                        if let Some(options) = summarize {
+                            early = early.summarizing(options.clone(), output);
+                        }
+                    }
                     let outcome = nix.run(
                         |line| {
                             if early.read_if_written(&line, &report) {
@@ -113,21 +125,24 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     if outcomes.parts.is_empty() {
         return Ok(Walked::Stopped(outcomes.stopped_by.unwrap_or(libc::SIGINT)));
     }
-    let joined = if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
-        // A sole worker that walked everything wrote the joined report itself.
+    let finished = if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
+        // A sole worker that walked everything wrote the joined report itself (maybe moved
+        // into place already).
         let (_, part, path) = outcomes.parts.remove(0);
-        std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
-        part.report
+        if path != output {
+            std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+        }
+        Finished { report: part.report, summary: outcomes.summary }
     } else {
         let parts: Vec<PartReport> = outcomes.parts.into_iter().map(|(_, part, _)| part).collect();
         let joined = join_workers(&parts);
         write_report(output, &joined)?;
-        joined
+        Finished { report: joined, summary: None }
     };
     Ok(match outcomes.stopped_by {
-        Some(signal) => Walked::Partial(joined, signal),
-        None if !joined.meta.complete => Walked::Partial(joined, libc::SIGINT),
-        None => Walked::Done(joined),
+        Some(signal) => Walked::Partial(finished, signal),
+        None if !finished.report.meta.complete => Walked::Partial(finished, libc::SIGINT),
+        None => Walked::Done(finished),
     })
 }
 
@@ -152,9 +167,9 @@ fn settle(
     if let Some(signal) = outcome.stopped_by {
         o.stopped_by.get_or_insert(signal);
     }
-    if report.exists() {
-        let path = report.to_path_buf();
-        let report = match early.or_read(report) {
+    let path = early.moved_to().unwrap_or(report).to_path_buf();
+    if path.exists() {
+        let ReadEarly { report, summary } = match early.or_read(&path) {
             Ok(r) => r,
             Err(e) => {
                 o.failure.get_or_insert(anyhow!("reading the report a worker wrote: {e}"));
@@ -164,6 +179,7 @@ fn settle(
         let retired = report.meta.worker.is_some_and(|w| w.retired);
         let ended = retired.then(|| "replaced: over the memory budget (--max-memory)".to_string());
         o.parts.push((run, PartReport { name: nix_evalcost_core::workers::part_name(run), ended, report }, path));
+        o.summary = summary;
         // A retired worker leaves its slot to a replacement, unless the walk is stopping.
         return retired && outcome.stopped_by.is_none();
     }

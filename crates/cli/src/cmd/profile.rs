@@ -1,11 +1,11 @@
 //! `nix-evalcost profile [FLAKEREF]`: runs `nix eval` with the plugin loaded, has it walk the
 //! flake's outputs, then prints the cost table of the report it wrote.
 
-use crate::nixrun::{self, EarlyReport, NixOutcome, NixRun, Walk, WalkSystems};
+use crate::nixrun::{self, EarlyReport, NixOutcome, NixRun, ReadEarly, Walk, WalkSystems};
 use crate::{table_options, SelectArgs};
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nix_evalcost_core::merge::merge_report;
+use nix_evalcost_core::merge::{merge_report, MergeOptions, Merged};
 use nix_evalcost_core::protocol;
 use nix_evalcost_core::render::{table, View};
 use nix_evalcost_core::report::Report;
@@ -115,12 +115,19 @@ impl WalkArgs {
     }
 }
 
+/// A walk's report, written at the output path.
+pub struct Finished {
+    pub report: Report,
+    /// The summary table's merge, when the walk was asked for it and did it beside nix's exit.
+    pub summary: Option<Merged>,
+}
+
 /// What one walk gave.
 pub enum Walked {
-    /// The whole report, written at the output path.
-    Done(Report),
-    /// A partial report, written at the output path: the walk was stopped by this signal.
-    Partial(Report, i32),
+    /// The whole report.
+    Done(Finished),
+    /// A partial report: the walk was stopped by this signal.
+    Partial(Finished, i32),
     /// Stopped by this signal before the flake's outputs were reached: no report.
     Stopped(i32),
 }
@@ -128,17 +135,19 @@ pub enum Walked {
 pub fn run(args: ProfileArgs) -> Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = cwd.join(&args.output);
+    // The summary of the walk's report as it is; --isolate adds to it first.
+    let summarize = (!args.isolate).then(|| args.select.merge_options(true));
     let walked = match (args.jobs, args.max_memory) {
-        (None, None) => walk_to(&args.walk, &args.flake, &output)?,
+        (None, None) => walk_to(&args.walk, &args.flake, &output, summarize)?,
         (jobs, max_rss) => {
             let parallel = super::parallel::Parallel { jobs: usize::from(jobs.unwrap_or(1)), max_rss };
-            super::parallel::walk_parallel(&args.walk, &args.flake, &output, parallel)?
+            super::parallel::walk_parallel(&args.walk, &args.flake, &output, parallel, summarize)?
         }
     };
-    let report = match walked {
-        Walked::Done(report) => report,
-        Walked::Partial(report, signal) => {
-            print_summary(&report, &output, &args.select);
+    let Finished { report, summary } = match walked {
+        Walked::Done(finished) => finished,
+        Walked::Partial(Finished { report, summary }, signal) => {
+            print_summary(&report, &output, &args.select, summary);
             eprintln!("{}: the report holds the nodes walked so far; the node being walked is marked interrupted", stopped(signal));
             return Ok(exit_status_for(signal));
         }
@@ -153,13 +162,13 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
         let stop = super::isolate::isolate(&args.walk, &args.flake, &output, &mut report, jobs)?;
         nix_evalcost_core::report_io::write_report(&output, &report)?;
         if let Some(signal) = stop {
-            print_summary(&report, &output, &args.select);
+            print_summary(&report, &output, &args.select, None);
             print_isolated(&report, args.select.metric);
             eprintln!("{}: the report holds the outputs evaluated alone so far", stopped(signal));
             return Ok(exit_status_for(signal));
         }
     }
-    print_summary(&report, &output, &args.select);
+    print_summary(&report, &output, &args.select, summary);
     if args.isolate {
         print_isolated(&report, args.select.metric);
     }
@@ -224,8 +233,9 @@ fn print_isolated(report: &Report, metric: &'static nix_evalcost_core::metric::M
     }
 }
 
-fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
-    let merged = merge_report(report, output, &select.merge_options(true));
+/// The summary and the table of `report` (`merged`: its merge by `select`, if done already).
+fn print_summary(report: &Report, output: &Path, select: &SelectArgs, merged: Option<Merged>) {
+    let merged = merged.unwrap_or_else(|| merge_report(report, output, &select.merge_options(true)));
     let view = View::new(&merged, select.sort, select.top);
     println!("{}", table::summary(report));
     print!("{}", table::render(&view, &table_options()));
@@ -235,15 +245,19 @@ fn print_summary(report: &Report, output: &Path, select: &SelectArgs) {
 }
 
 /// Walks `flake` in a `nix` process with the plugin and writes the report at `output`
-/// (atomically: a staging file renamed when nix is done).
-pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
+/// (atomically: a staging file renamed when the plugin has written it), merged with
+/// `summarize` for the summary table if given.
+pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path, summarize: Option<MergeOptions>) -> Result<Walked> {
     let staging = nixrun::staging_path(output)?;
     let (plugin, walk) = args.prepare(flake, staging.clone())?;
 
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
     let bar = progress_bar(args.no_progress);
-    let mut early = EarlyReport::default();
+    let mut early = EarlyReport::default().moving_to(output);
+    if let Some(options) = summarize {
+        early = early.summarizing(options, output);
+    }
     let outcome = run.run(
         |line| {
             if early.read_if_written(&line, &staging) {
@@ -263,15 +277,21 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path) -> Result<Walked> {
             return Err(e);
         }
     };
-    if !staging.exists() {
-        return no_report(args, flake, &plugin, &outcome);
+    if early.moved_to().is_none() {
+        if !staging.exists() {
+            return no_report(args, flake, &plugin, &outcome);
+        }
+        std::fs::rename(&staging, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
     }
-    std::fs::rename(&staging, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
 
     // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not
     // bad input (exit 1).
-    let report = early.or_read(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
-    Ok(if report.meta.complete { Walked::Done(report) } else { Walked::Partial(report, outcome.stopped_by.unwrap_or(libc::SIGINT)) })
+    let ReadEarly { report, summary } = early.or_read(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
+    let finished = Finished { report, summary };
+    Ok(match finished.report.meta.complete {
+        true => Walked::Done(finished),
+        false => Walked::Partial(finished, outcome.stopped_by.unwrap_or(libc::SIGINT)),
+    })
 }
 
 /// nix wrote no report: say why, once, without blaming the flake for what was not its fault.

@@ -39,6 +39,23 @@ fn example_flake_profile_prints_a_table() {
     assert!(run.stderr().contains("report written to"));
 }
 
+/// `profile` merges the report for its table while nix exits (on a thread, from the file it
+/// moved into place): the table is the one `report` prints of the file, for one nix and `-j 1`.
+#[test]
+fn the_table_profile_prints_is_the_table_of_the_written_report() {
+    let table_of = |stdout: &str| stdout.lines().skip_while(|l| !l.starts_with("fncalls")).map(str::to_string).collect::<Vec<_>>();
+    for jobs in [&[][..], &["-j", "1"]] {
+        let run = profile(&example_flake(), &[&["--metric", "fncalls", "--top", "6"], jobs].concat());
+        run.assert_success();
+        let printed = table_of(&run.stdout());
+        let out = cli().args(["report", "--metric", "fncalls", "--top", "6"]).arg(&run.report_path).output().unwrap();
+        assert!(out.status.success());
+        let of_file = table_of(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(printed.len(), 1 + 6, "{jobs:?}: {printed:#?}");
+        assert_eq!(printed, of_file, "{jobs:?}");
+    }
+}
+
 #[test]
 fn report_merges_real_runs() {
     let flake = flake_with(FIB, "{ lib.a = fib 10; lib.b = fib 5; }");

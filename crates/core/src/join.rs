@@ -80,12 +80,17 @@ pub fn join_workers(parts: &[PartReport]) -> Report {
 /// its memory budget keeps its own report (the CLI joins it with its successors').
 ///
 /// [`Worker::sole`]: crate::workers::Worker::sole
-pub fn join_sole_worker(report: Report) -> Report {
+pub fn join_sole_worker(mut report: Report) -> Report {
     let Some(worker) = report.meta.worker.as_ref().filter(|w| !w.retired) else {
         return report;
     };
+    // Its nodes are the joined nodes: moved, not copied (inside nix, this is the walk's last
+    // cost before the report is written).
+    let nodes = std::mem::take(&mut report.nodes);
     let part = PartReport { name: crate::workers::part_name(worker.run), ended: None, report };
-    join_workers(std::slice::from_ref(&part))
+    let mut joined = Joined::new(1);
+    joined.add_sole(nodes);
+    joined.finish(std::slice::from_ref(&part), part.report.meta.complete)
 }
 
 fn join_parts(parts: &[PartReport], complete: bool) -> Report {
@@ -177,10 +182,7 @@ impl Joined {
                     id
                 }
                 None => {
-                    let id = self.nodes.len() as u32;
-                    let parent = node.parent.map(|p| remap[p as usize]);
-                    self.nodes.push(Node { id, parent, ..node.clone() });
-                    self.walkers.push(Walker::One(part));
+                    let id = self.push(part, node.clone(), &remap);
                     if let (Some(index), Some(key)) = (&mut self.index, key) {
                         index.insert(key, id);
                     }
@@ -190,6 +192,26 @@ impl Joined {
             remap.push(id);
         }
         self.remaps.push(remap);
+    }
+
+    /// The nodes of the only part of a one-part join, moved in (nothing to match them with).
+    fn add_sole(&mut self, nodes: Vec<Node>) {
+        debug_assert!(self.index.is_none() && self.remaps.is_empty());
+        let mut remap = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let id = self.push(0, node, &remap);
+            remap.push(id);
+        }
+        self.remaps.push(remap);
+    }
+
+    /// A node only `part` walked (so far), its parent renumbered by `remap`; its joined id.
+    fn push(&mut self, part: usize, node: Node, remap: &[u32]) -> u32 {
+        let id = self.nodes.len() as u32;
+        let parent = node.parent.map(|p| remap[p as usize]);
+        self.nodes.push(Node { id, parent, ..node });
+        self.walkers.push(Walker::One(part));
+        id
     }
 
     /// A node another shard walked too: its cost adds up; an error or an interruption in any
@@ -259,10 +281,11 @@ fn part_of(i: usize, part: &PartReport, remap: &[u32], walkers: &[Walker], new_i
     let report = &part.report;
     let mut shared = Cost::default();
     let mut alone = Vec::new();
-    for (node, &id) in report.nodes.iter().zip(remap) {
+    // The part's own nodes are read only for what it shares: a sole part's were moved out.
+    for (k, &id) in remap.iter().enumerate() {
         match walkers[id as usize] {
             Walker::One(p) if p == i => alone.push(new_id[id as usize]),
-            _ => shared.add(&node.cost),
+            _ => shared.add(&report.nodes[k].cost),
         }
     }
     alone.sort_unstable();
@@ -435,6 +458,32 @@ mod tests {
         let [part] = &joined.meta.parts[..] else { panic!("{:?}", joined.meta.parts) };
         assert_eq!((part.name.as_str(), &part.nodes[..], part.shared), ("worker 1", &[0, 1, 2, 3][..], Cost::default()));
         assert_eq!(part.charged_sum(&joined.nodes), part.totals);
+    }
+
+    /// `profile -j 1`'s worker joins its own report inside nix, moving its nodes: the same
+    /// report as the CLI's join of that one part, stacks included.
+    #[test]
+    fn a_sole_worker_joins_as_the_cli_joins_one_part() {
+        let (_, mut report) = shard(1, 1, two().remove(1).1.nodes, 5);
+        report.nodes.swap(2, 3);
+        report.nodes[2].id = 2;
+        report.nodes[3].id = 3;
+        report.meta.shard = None;
+        report.meta.worker = Some(crate::report::WorkerMeta { run: 1, units: 2, retired: false });
+        report.stacks = Some(Stacks {
+            source: "eval-profiler".into(),
+            frames: vec!["f.nix:1:1".into()],
+            nodes: vec![StackNode { parent: None, walk_node: Some(2), frame: 0, calls: 1, cost: Cost::default() }],
+            ..Stacks::default()
+        });
+        let by_cli = join_workers(&[PartReport { name: "worker 1".into(), ended: None, report: report.clone() }]);
+        let in_nix = join_sole_worker(report.clone());
+        in_nix.validate().unwrap();
+        assert_eq!(in_nix, by_cli);
+        assert_eq!(in_nix.stacks.as_ref().unwrap().nodes[0].walk_node, Some(3), "c moved after a");
+        // A worker replaced over its memory budget keeps its own report.
+        report.meta.worker.as_mut().unwrap().retired = true;
+        assert_eq!(join_sole_worker(report.clone()), report);
     }
 
     #[test]

@@ -265,7 +265,7 @@ impl Joined {
             schema: first.schema.clone(),
             schema_version: first.schema_version,
             meta,
-            sizes: first.sizes.clone(),
+            sizes: first.sizes,
             totals,
             unattributed,
             end,

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// How reports are merged.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct MergeOptions {
     /// Metrics to compute; the first is the one tables are ranked by.
     pub metrics: Vec<&'static Metric>,
@@ -34,12 +34,6 @@ pub struct MergeOptions {
     /// One row per command or per flake, of whole-process costs (passive reports of many
     /// commands); reports of anything are merged then.
     pub group_by: Option<GroupBy>,
-}
-
-impl Default for MergeOptions {
-    fn default() -> Self {
-        MergeOptions { metrics: Vec::new(), inclusive: false, depth: None, filters: Vec::new(), allow_mixed: false, group_by: None }
-    }
 }
 
 /// What `report --group-by` puts in a row.

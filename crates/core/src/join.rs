@@ -441,14 +441,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_worker_joins_to_its_own_nodes_in_walk_order() {
-        // Walked out of name order (c before a), as a worker's claims may leave them.
+    /// One worker's report of shard 1's nodes, walked out of name order (c before a), as a
+    /// worker's claims may leave them.
+    fn out_of_name_order() -> Report {
         let (_, mut report) = shard(1, 1, two().remove(1).1.nodes, 5);
         report.nodes.swap(2, 3);
         report.nodes[2].id = 2;
         report.nodes[3].id = 3;
         report.meta.shard = None;
+        report
+    }
+
+    #[test]
+    fn one_worker_joins_to_its_own_nodes_in_walk_order() {
+        let report = out_of_name_order();
         let joined = join_workers(&[PartReport { name: "worker 1".into(), ended: None, report: report.clone() }]);
         joined.validate().unwrap();
         let paths: Vec<String> = joined.nodes.iter().map(|n| n.path.join(".")).collect();
@@ -464,11 +470,7 @@ mod tests {
     /// report as the CLI's join of that one part, stacks included.
     #[test]
     fn a_sole_worker_joins_as_the_cli_joins_one_part() {
-        let (_, mut report) = shard(1, 1, two().remove(1).1.nodes, 5);
-        report.nodes.swap(2, 3);
-        report.nodes[2].id = 2;
-        report.nodes[3].id = 3;
-        report.meta.shard = None;
+        let mut report = out_of_name_order();
         report.meta.worker = Some(crate::report::WorkerMeta { run: 1, units: 2, retired: false });
         report.stacks = Some(Stacks {
             source: "eval-profiler".into(),

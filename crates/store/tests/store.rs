@@ -311,6 +311,31 @@ fn output_rows_sql(outputs: &[Output]) -> String {
     sql
 }
 
+/// PostgreSQL: how many of the two blob columns (packed costs, gzipped reports) are stored
+/// uncompressed (`STORAGE EXTERNAL`).
+fn uncompressed_blob_columns(db: &Location) -> i64 {
+    raw_count(
+        db,
+        "SELECT count(*) FROM pg_attribute WHERE attstorage = 'e' AND
+           ((attrelid = 'costs'::regclass AND attname = 'outputs') OR (attrelid = 'documents'::regclass AND attname = 'report'))",
+    )
+}
+
+#[test]
+fn postgresql_stores_packed_costs_uncompressed() {
+    let db = Location::parse(&pg::server().database());
+    let mut store = Store::open(&db).unwrap();
+    assert_eq!(uncompressed_blob_columns(&db), 2, "a fresh store is migrated to version 5 too");
+    // Costs that pglz would halve (the same output 400 times over): stored as they come.
+    let outputs: Vec<(String, u64)> = (0..400).map(|i| (format!("packages.p{i:03}"), 1000)).collect();
+    let named: Vec<(&str, u64)> = outputs.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+    store.ingest(&[rows(&report(T0, "f", &named, 1000))]).unwrap();
+    let stored = raw_count(&db, "SELECT pg_column_size(outputs)::bigint - length(outputs)::bigint FROM costs");
+    assert!(stored >= 0, "a packed value is stored uncompressed ({stored} bytes under its length)");
+    let (_, read) = store.engine().evaluation(1).unwrap().unwrap();
+    assert_eq!(read.len(), 400, "and read back whole");
+}
+
 #[test]
 fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
     on_both_engines(|db| {
@@ -341,6 +366,10 @@ fn a_version_1_store_is_migrated_and_a_newer_one_refused() {
         assert_eq!(page.len(), 2);
         assert!(store.engine().document(page[0].id).unwrap().is_some(), "version 2 keeps documents");
         assert!(store.engine().document(page[1].id).unwrap().is_none(), "stored under version 1: none");
+        assert_eq!(raw_count(db, "SELECT count(*) FROM meta WHERE key = 'schema_version' AND value = '5'"), 1);
+        if let Location::Postgres(_) = db {
+            assert_eq!(uncompressed_blob_columns(db), 2, "migration 5 stores both blob columns as they come");
+        }
         drop(store);
         raw_sql(db, "UPDATE meta SET value = '99' WHERE key = 'schema_version';");
         let err = Store::open(db).err().expect("a newer store is refused").to_string();

@@ -93,6 +93,16 @@ fn ingesting_the_same_report_twice_stores_it_once() {
         drop(store);
         let mut store = Store::open(db).unwrap();
         assert_eq!(store.engine().count_evaluations().unwrap(), 1);
+        // A new report given twice in one batch: its first copy is the new one.
+        let other = rows(&report(T0 + 60, "f", &[("packages.c", 5), ("packages.a", 1)], 100));
+        let marks = store.ingest_deferred(&[r.clone(), other.clone(), other.clone()]).unwrap();
+        assert_eq!(marks, vec![false, true, false]);
+        assert_eq!(store.engine().count_evaluations().unwrap(), 2);
+        let (_, page) = store.engine().evaluations(&EvaluationQuery { from: 0, until: i64::MAX / 4, limit: 10, ..Default::default() }).unwrap();
+        let id = page.iter().find(|row| row.evaluation.digest == other.0.digest).expect("the new report is listed").id;
+        let (_, outputs) = store.engine().evaluation(id).unwrap().unwrap();
+        assert_eq!(outputs.iter().map(|o| o.path.as_str()).collect::<Vec<_>>(), [r#"["packages","a"]"#, r#"["packages","c"]"#]);
+        assert!(store.engine().document(id).unwrap().is_some());
     });
 }
 

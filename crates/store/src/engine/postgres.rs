@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 pub struct Postgres {
     client: Client,
     paths: PathCache,
+    /// Prepared at the first ingest.
+    statements: Option<IngestStatements>,
 }
 
 /// The advisory lock key of ingests and migrations ("evalcost" in ASCII).
@@ -50,7 +52,7 @@ impl Postgres {
             tx.execute("UPDATE meta SET value = $1 WHERE key = 'schema_version'", &[&to.to_string()])?;
         }
         tx.commit()?;
-        let mut postgres = Postgres { client, paths: PathCache::default() };
+        let mut postgres = Postgres { client, paths: PathCache::default(), statements: None };
         postgres.finish_migrations()?;
         Ok(postgres)
     }
@@ -111,42 +113,85 @@ fn ids_of(client: &mut Client, cache: &mut PathCache, paths: &[String]) -> Resul
     Ok(paths.iter().filter_map(|p| cache.id(p).map(|id| (id, p.clone()))).collect())
 }
 
-/// The evaluations of `batch` not stored yet, with their documents and packed outputs.
-/// Returns their indices in `batch`, and the path ids this transaction learned (to be
-/// remembered once it commits).
-fn insert_rows(tx: &mut postgres::Transaction, batch: &[(Evaluation, Vec<Output>)], aggregated: bool, known: &PathCache) -> Result<(Vec<usize>, HashMap<String, i64>)> {
-    let placeholders = (0..METRICS.len()).map(|i| format!("${}", i + 12)).collect::<Vec<_>>().join(", ");
-    let insert_eval = tx.prepare(&format!(
-        "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {placeholders}, $20) ON CONFLICT (digest) DO NOTHING RETURNING id",
-        metric_columns()
-    ))?;
-    let insert_document = tx.prepare("INSERT INTO documents (evaluation_id, report) VALUES ($1, $2)")?;
-    let insert_costs = tx.prepare("INSERT INTO costs (evaluation_id, outputs) VALUES ($1, $2)")?;
-    let mut learned: HashMap<String, i64> = HashMap::new();
-    let id_of = |path: &str, learned: &HashMap<String, i64>| known.id(path).or_else(|| learned.get(path).copied());
-    let mut fresh = Vec::new();
-    for (i, (e, outputs)) in batch.iter().enumerate() {
-        let mut p: Vec<&(dyn ToSql + Sync)> = vec![
-            &e.digest, &e.started_at, &e.flake, &e.revision, &e.command, &e.mode, &e.hostname, &e.nix_version, &e.complete, &e.errors, &e.sample_rate,
-        ];
-        p.extend(e.values.iter().map(|v| v as &(dyn ToSql + Sync)));
-        p.push(&aggregated);
-        let Some(row) = tx.query_opt(&insert_eval, &p)? else { continue };
-        let id: i64 = row.get(0);
-        tx.execute(&insert_document, &[&id, &e.document])?;
-        let unknown: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).filter(|p| id_of(p, &learned).is_none()).collect();
-        if !unknown.is_empty() {
-            tx.execute("INSERT INTO paths (path) SELECT unnest($1::text[]) ON CONFLICT (path) DO NOTHING", &[&unknown])?;
-            for r in tx.query("SELECT id, path FROM paths WHERE path = ANY($1)", &[&unknown])? {
-                learned.insert(r.get(1), r.get(0));
-            }
-        }
-        let packed = pack(outputs, |path| Ok(id_of(path, &learned).expect("every path was looked up")))?;
-        tx.execute(&insert_costs, &[&id, &packed])?;
-        fresh.push(i);
+/// The statements of an ingest, prepared once per connection: each is one round trip for a
+/// whole batch (arrays and `unnest`), not one per report.
+#[derive(Clone)]
+struct IngestStatements {
+    evaluations: postgres::Statement,
+    documents: postgres::Statement,
+    new_paths: postgres::Statement,
+    path_ids: postgres::Statement,
+    costs: postgres::Statement,
+}
+
+impl IngestStatements {
+    fn prepare(client: &mut Client) -> Result<IngestStatements> {
+        let arrays = (0..METRICS.len()).map(|i| format!("${}::bigint[]", i + 12)).collect::<Vec<_>>().join(", ");
+        let aggregated = METRICS.len() + 12;
+        Ok(IngestStatements {
+            evaluations: client.prepare(&format!(
+                "INSERT INTO evaluations (digest, started_at, flake, revision, command, mode, hostname, nix_version, complete, errors, sample_rate, {}, aggregated)
+                 SELECT *, ${aggregated}::boolean FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                   $9::boolean[], $10::bigint[], $11::float8[], {arrays})
+                 ON CONFLICT (digest) DO NOTHING RETURNING id, digest",
+                metric_columns()
+            ))?,
+            documents: client.prepare("INSERT INTO documents (evaluation_id, report) SELECT * FROM unnest($1::bigint[], $2::bytea[])")?,
+            new_paths: client.prepare("INSERT INTO paths (path) SELECT unnest($1::text[]) ON CONFLICT (path) DO NOTHING")?,
+            path_ids: client.prepare("SELECT id, path FROM paths WHERE path = ANY($1)")?,
+            costs: client.prepare("INSERT INTO costs (evaluation_id, outputs) SELECT * FROM unnest($1::bigint[], $2::bytea[])")?,
+        })
     }
-    Ok((fresh, learned))
+}
+
+/// The evaluations of `batch` not stored yet, with their documents and packed outputs, in five
+/// statements whatever the batch's size (a report's three round trips were the writer's wait
+/// under load). Returns their indices in `batch`, and the path ids this transaction learned
+/// (to be remembered once it commits).
+fn insert_rows(tx: &mut postgres::Transaction, statements: &IngestStatements, batch: &[(Evaluation, Vec<Output>)], aggregated: bool, known: &PathCache) -> Result<(Vec<usize>, HashMap<String, i64>)> {
+    let inserted = insert_evaluations(tx, &statements.evaluations, batch, aggregated)?;
+    // A digest given twice in one batch is stored once: its first report is the new one.
+    let mut ids: HashMap<&str, i64> = inserted.iter().map(|(id, digest)| (digest.as_str(), *id)).collect();
+    let fresh: Vec<(usize, i64)> = batch.iter().enumerate().filter_map(|(i, (e, _))| ids.remove(e.digest.as_str()).map(|id| (i, id))).collect();
+    let documents: Vec<&[u8]> = fresh.iter().map(|&(i, _)| batch[i].0.document.as_slice()).collect();
+    let fresh_ids: Vec<i64> = fresh.iter().map(|&(_, id)| id).collect();
+    if !fresh.is_empty() {
+        tx.execute(&statements.documents, &[&fresh_ids, &documents])?;
+    }
+    let mut unknown: Vec<&str> = fresh.iter().flat_map(|&(i, _)| batch[i].1.iter().map(|o| o.path.as_str())).filter(|p| known.id(p).is_none()).collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    let mut learned: HashMap<String, i64> = HashMap::new();
+    if !unknown.is_empty() {
+        tx.execute(&statements.new_paths, &[&unknown])?;
+        for r in tx.query(&statements.path_ids, &[&unknown])? {
+            learned.insert(r.get(1), r.get(0));
+        }
+    }
+    let id_of = |path: &str| Ok(known.id(path).or_else(|| learned.get(path).copied()).expect("every path was looked up"));
+    let packed: Vec<Vec<u8>> = fresh.iter().map(|&(i, _)| pack(&batch[i].1, id_of)).collect::<Result<_>>()?;
+    if !fresh.is_empty() {
+        tx.execute(&statements.costs, &[&fresh_ids, &packed])?;
+    }
+    Ok((fresh.into_iter().map(|(i, _)| i).collect(), learned))
+}
+
+/// Inserts the evaluations of `batch` whose digest the store does not hold, in one statement
+/// (a column per array); returns the (id, digest) of those inserted.
+fn insert_evaluations(tx: &mut postgres::Transaction, statement: &postgres::Statement, batch: &[(Evaluation, Vec<Output>)], aggregated: bool) -> Result<Vec<(i64, String)>> {
+    let evaluations: Vec<&Evaluation> = batch.iter().map(|(e, _)| e).collect();
+    let text = |f: fn(&Evaluation) -> &str| evaluations.iter().map(|e| f(e)).collect::<Vec<&str>>();
+    let (digest, flake, revision, command, mode, hostname, nix_version) =
+        (text(|e| &e.digest), text(|e| &e.flake), text(|e| &e.revision), text(|e| &e.command), text(|e| &e.mode), text(|e| &e.hostname), text(|e| &e.nix_version));
+    let started_at: Vec<i64> = evaluations.iter().map(|e| e.started_at).collect();
+    let complete: Vec<bool> = evaluations.iter().map(|e| e.complete).collect();
+    let errors: Vec<i64> = evaluations.iter().map(|e| e.errors).collect();
+    let sample_rate: Vec<f64> = evaluations.iter().map(|e| e.sample_rate).collect();
+    let values: Vec<Vec<i64>> = (0..METRICS.len()).map(|m| evaluations.iter().map(|e| e.values[m]).collect()).collect();
+    let mut p: Vec<&(dyn ToSql + Sync)> = vec![&digest, &started_at, &flake, &revision, &command, &mode, &hostname, &nix_version, &complete, &errors, &sample_rate];
+    p.extend(values.iter().map(|v| v as &(dyn ToSql + Sync)));
+    p.push(&aggregated);
+    Ok(tx.query(statement, &p)?.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Merges `added` into the stored daily aggregates: each (day, flake) group read in one query,
@@ -196,15 +241,19 @@ impl Engine for Postgres {
     /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
     /// batch's aggregates are read per (day, flake) group and written in one statement.
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
+        if self.statements.is_none() {
+            self.statements = Some(IngestStatements::prepare(&mut self.client)?);
+        }
+        let statements = self.statements.clone().expect("prepared above");
         let known = &self.paths;
         let mut tx = self.client.transaction()?;
         let (fresh, learned) = if defer {
-            insert_rows(&mut tx, batch, false, known)?
+            insert_rows(&mut tx, &statements, batch, false, known)?
         } else {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])?;
             let mut learned = HashMap::new();
             let (fresh, added) = store_and_aggregate(batch, || {
-                let (fresh, paths) = insert_rows(&mut tx, batch, true, known)?;
+                let (fresh, paths) = insert_rows(&mut tx, &statements, batch, true, known)?;
                 learned = paths;
                 Ok::<_, StoreError>(fresh)
             })?;

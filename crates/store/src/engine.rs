@@ -348,6 +348,9 @@ pub fn packed_samples(bytes: &[u8], wanted: &HashMap<i64, String>, metric: usize
 /// Evaluations per transaction when a migration rebuilds the daily aggregates.
 const REBUILD_SLICE: i64 = 200;
 
+/// Pending evaluations read for a merge: their ids, and each one's evaluation and outputs.
+pub type PendingSlice = (Vec<i64>, Vec<(Evaluation, Vec<Output>)>);
+
 /// What an engine does; the store's logic (lib.rs) is written once over it.
 pub trait Engine: Send {
     /// Stores the batch in one transaction: evaluations not seen before (by digest), their
@@ -374,7 +377,7 @@ pub trait Engine: Send {
     }
     /// Up to `limit` evaluations not yet in the daily aggregates, with their outputs, read in one
     /// snapshot that no writer waits for.
-    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)>;
+    fn pending_slice(&mut self, limit: i64) -> Result<PendingSlice>;
     /// In one write transaction (one merger at a time), marks `ids` aggregated and merges
     /// `added` into `daily`; false, with nothing changed, if one of them was aggregated already.
     fn apply_slice(&mut self, ids: &[i64], added: std::collections::BTreeMap<SeriesKey, Aggs>) -> Result<bool>;
@@ -442,7 +445,9 @@ pub fn batch_aggregates<'a>(batch: impl IntoIterator<Item = &'a (Evaluation, Vec
     }
     let mut batch: Vec<&(Evaluation, Vec<Output>)> = batch.into_iter().collect();
     batch.sort_by_key(|(e, _)| group(e));
-    let mut block: rustc_hash::FxHashMap<&str, Vec<(&[i64; 8], bool, f64)>> = Default::default();
+    // Per path: each sample's values, error flag and weight.
+    type Samples<'a> = Vec<(&'a [i64; 8], bool, f64)>;
+    let mut block: rustc_hash::FxHashMap<&str, Samples> = Default::default();
     for same_group in batch.chunk_by(|(a, _), (b, _)| group(a) == group(b)) {
         let (day, flake) = group(&same_group[0].0);
         for reports in same_group.chunks(BLOCK) {

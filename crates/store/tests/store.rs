@@ -83,7 +83,7 @@ fn ingesting_the_same_report_twice_stores_it_once() {
     on_both_engines(|db| {
         let mut store = Store::open(db).unwrap();
         let r = rows(&report(T0, "f", &[("packages.a", 10), ("packages.b", 20)], 100));
-        assert_eq!(store.ingest(&[r.clone()]).unwrap(), 1);
+        assert_eq!(store.ingest(std::slice::from_ref(&r)).unwrap(), 1);
         assert_eq!(store.ingest(&[r.clone(), r.clone()]).unwrap(), 0);
         assert_eq!(store.engine().count_evaluations().unwrap(), 1);
         let daily = store.engine().daily(&whole("fncalls", T0, T0 + DAY)).unwrap();

@@ -14,7 +14,14 @@ pub const TTL: Duration = Duration::from_secs(5);
 pub struct Answers {
     generation: Arc<AtomicU64>,
     capacity: usize,
-    entries: Mutex<HashMap<String, (u64, Instant, Arc<serde_json::Value>)>>,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// One answer: the generation it was computed for, when, and the answer.
+struct Entry {
+    generation: u64,
+    at: Instant,
+    value: Arc<serde_json::Value>,
 }
 
 impl Answers {
@@ -35,7 +42,7 @@ impl Answers {
     pub fn get(&self, key: &str) -> Option<Arc<serde_json::Value>> {
         let now = self.now();
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(g, at, _)| *g == now && at.elapsed() < TTL).map(|(_, _, v)| v.clone())
+        entries.get(key).filter(|e| e.generation == now && e.at.elapsed() < TTL).map(|e| e.value.clone())
     }
 
     pub fn put(&self, key: String, generation: u64, value: Arc<serde_json::Value>) {
@@ -43,6 +50,6 @@ impl Answers {
         if entries.len() >= self.capacity {
             entries.clear();
         }
-        entries.insert(key, (generation, Instant::now(), value));
+        entries.insert(key, Entry { generation, at: Instant::now(), value });
     }
 }

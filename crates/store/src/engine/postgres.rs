@@ -4,7 +4,7 @@
 
 use super::packed::PackedOutput;
 use super::{
-    daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    PendingSlice, daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::record::{Evaluation, Output, METRICS};
@@ -267,7 +267,7 @@ impl Engine for Postgres {
         Ok(fresh)
     }
 
-    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+    fn pending_slice(&mut self, limit: i64) -> Result<PendingSlice> {
         // A repeatable-read transaction: one snapshot, no lock.
         let mut tx = self.client.build_transaction().isolation_level(postgres::IsolationLevel::RepeatableRead).read_only(true).start()?;
         let sql = format!("SELECT id, started_at, flake, errors, sample_rate, {} FROM evaluations WHERE NOT aggregated ORDER BY id LIMIT $1", metric_columns());

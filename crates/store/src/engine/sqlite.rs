@@ -4,7 +4,7 @@
 
 use super::packed::PackedOutput;
 use super::{
-    daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
+    PendingSlice, daily_row, merged_rows, Aggs, SeriesKey, column, groups, pack, packed_samples, unpack, PathCache, sql, Dialect, SCHEMA_V1, pending_evaluation, store_and_aggregate, evaluation_columns, metric_columns, too_new, weight_of, DailyRow, Engine, EvaluationQuery, EvaluationRow, Result, Sample, Selection,
     StoreError, MIGRATIONS, SCHEMA_VERSION,
 };
 use crate::record::{Evaluation, Output, METRICS};
@@ -233,7 +233,7 @@ impl Engine for Sqlite {
         Ok(fresh)
     }
 
-    fn pending_slice(&mut self, limit: i64) -> Result<(Vec<i64>, Vec<(Evaluation, Vec<Output>)>)> {
+    fn pending_slice(&mut self, limit: i64) -> Result<PendingSlice> {
         // A read transaction: one snapshot, and WAL readers block no writer.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
         let mut batch: Vec<(Evaluation, Vec<Output>)> = Vec::new();

@@ -64,14 +64,6 @@ pub struct Outcome {
 #[error("node {0} is not open")]
 pub struct NotOpen(pub u32);
 
-struct NodeRecord {
-    parent: Option<u32>,
-    path: Vec<String>,
-    outcome: Outcome,
-    calls: u64,
-    after: Gauges,
-}
-
 /// The state of one session; see the module documentation.
 pub struct Session<S: Sensor> {
     mode: Mode,
@@ -80,7 +72,10 @@ pub struct Session<S: Sensor> {
     sizes: Sizes,
     sensor: S,
     ledger: Ledger,
-    nodes: Vec<NodeRecord>,
+    /// The report's nodes as they are walked: their costs are the ledger's until the session
+    /// closes, when they are filled in place (a second vector of 20 000 nodes, and moving them
+    /// into it, was half of closing a big walk, measured inside nix).
+    nodes: Vec<Node>,
     /// Measure labels are one node per (parent, label), however often they are evaluated.
     measure_nodes: HashMap<(Option<u32>, String), u32>,
     /// Finished phases, and the open one with its starting reading.
@@ -177,7 +172,7 @@ impl<S: Sensor> Session<S> {
                 Claim::Lost(signal) => {
                     // Its worker died on it: an error node, costing nothing, not evaluated.
                     let id = self.add_node(parent, name, Kind::Error);
-                    self.nodes[id as usize].outcome.error = Some(crate::workers::lost_message(signal));
+                    self.nodes[id as usize].error = Some(crate::workers::lost_message(signal));
                     return None;
                 }
             }
@@ -213,7 +208,10 @@ impl<S: Sensor> Session<S> {
     pub fn leave_node(&mut self, id: u32, outcome: Outcome) -> Result<(), NotOpen> {
         self.leave(id)?;
         let error = outcome.error.as_deref().map(clean_error).filter(|e| !e.is_empty());
-        self.nodes[id as usize].outcome = Outcome { error, ..outcome };
+        let node = &mut self.nodes[id as usize];
+        node.kind = outcome.kind;
+        node.drv_path = outcome.drv_path;
+        node.error = error;
         if let Some(index) = self.worker_units.remove(&id) {
             self.unit_done(id, index);
         }
@@ -229,9 +227,9 @@ impl<S: Sensor> Session<S> {
         let rss = self.nodes[id as usize].after.rss_bytes;
         let Some(budget) = worker.max_rss.filter(|&b| rss > b) else { return };
         worker.retired = true;
-        let outcome = &mut self.nodes[id as usize].outcome;
-        if worker.units_walked == 1 && outcome.error.is_none() {
-            outcome.error = Some(format!(
+        let node = &mut self.nodes[id as usize];
+        if worker.units_walked == 1 && node.error.is_none() {
+            node.error = Some(format!(
                 "out of memory budget: walking this output alone took the worker to {} resident (--max-memory {})",
                 crate::units::bytes(rss),
                 crate::units::bytes(budget)
@@ -267,7 +265,7 @@ impl<S: Sensor> Session<S> {
     pub fn leave_measure(&mut self, id: u32, error: Option<&str>) -> Result<(), NotOpen> {
         self.leave(id)?;
         if let Some(message) = error.map(clean_error).filter(|e| !e.is_empty()) {
-            self.nodes[id as usize].outcome.error = Some(message);
+            self.nodes[id as usize].error = Some(message);
         }
         Ok(())
     }
@@ -304,8 +302,20 @@ impl<S: Sensor> Session<S> {
         let mut path = self.path_of(parent).to_vec();
         path.push(name.to_string());
         let id = self.ledger.add_node() as u32;
-        let outcome = Outcome { kind, ..Outcome::default() };
-        self.nodes.push(NodeRecord { parent, path, outcome, calls: 0, after: Gauges::default() });
+        debug_assert_eq!(id as usize, self.nodes.len());
+        self.nodes.push(Node {
+            id,
+            parent,
+            system: walk_policy::system_of(&path).map(str::to_string),
+            path,
+            kind,
+            is_derivation: false,
+            drv_path: None,
+            error: None,
+            calls: 0,
+            cost: Cost::default(),
+            after: Gauges::default(),
+        });
         id
     }
 
@@ -332,9 +342,9 @@ impl<S: Sensor> Session<S> {
             // What was being evaluated when the walk stopped says so (measure labels keep
             // their kind: they are labels, not values).
             for &open in self.ledger.open_nodes() {
-                let outcome = &mut self.nodes[open].outcome;
-                if outcome.kind != Kind::Measure {
-                    outcome.kind = Kind::Interrupted;
+                let node = &mut self.nodes[open];
+                if node.kind != Kind::Measure {
+                    node.kind = Kind::Interrupted;
                 }
             }
         }
@@ -349,24 +359,10 @@ impl<S: Sensor> Session<S> {
             progress.done(self.nodes.len());
         }
         let ledger = &self.ledger;
-        let nodes = self
-            .nodes
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| Node {
-                id: i as u32,
-                parent: n.parent,
-                system: walk_policy::system_of(&n.path).map(str::to_string),
-                path: n.path,
-                is_derivation: n.outcome.kind == Kind::Derivation,
-                kind: n.outcome.kind,
-                drv_path: n.outcome.drv_path,
-                error: n.outcome.error,
-                calls: n.calls,
-                cost: *ledger.charged(i),
-                after: n.after,
-            })
-            .collect();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.cost = *ledger.charged(i);
+            node.is_derivation = node.kind == Kind::Derivation;
+        }
         Report {
             schema: SCHEMA.into(),
             schema_version: SCHEMA_VERSION,
@@ -376,7 +372,7 @@ impl<S: Sensor> Session<S> {
             unattributed: *ledger.unattributed(),
             end: end.consistent(),
             phases: self.phases,
-            nodes,
+            nodes: self.nodes,
             stacks,
             isolated: Vec::new(),
         }

@@ -238,8 +238,9 @@ fn evaluation_row(r: &postgres::Row) -> EvaluationRow {
 }
 
 impl Engine for Postgres {
-    /// Few round trips: a report's outputs go in one statement (arrays, `unnest`), and the
-    /// batch's aggregates are read per (day, flake) group and written in one statement.
+    /// Few round trips: the batch's reports go in five prepared statements (arrays, `unnest`:
+    /// `insert_rows`), and its aggregates are read per (day, flake) group and written in one
+    /// statement.
     fn ingest(&mut self, batch: &[(Evaluation, Vec<Output>)], defer: bool) -> Result<Vec<usize>> {
         if self.statements.is_none() {
             self.statements = Some(IngestStatements::prepare(&mut self.client)?);

@@ -153,11 +153,12 @@ fn insert_rows(tx: &mut postgres::Transaction, statements: &IngestStatements, ba
     // A digest given twice in one batch is stored once: its first report is the new one.
     let mut ids: HashMap<&str, i64> = inserted.iter().map(|(id, digest)| (digest.as_str(), *id)).collect();
     let fresh: Vec<(usize, i64)> = batch.iter().enumerate().filter_map(|(i, (e, _))| ids.remove(e.digest.as_str()).map(|id| (i, id))).collect();
+    if fresh.is_empty() {
+        return Ok((Vec::new(), HashMap::new()));
+    }
     let documents: Vec<&[u8]> = fresh.iter().map(|&(i, _)| batch[i].0.document.as_slice()).collect();
     let fresh_ids: Vec<i64> = fresh.iter().map(|&(_, id)| id).collect();
-    if !fresh.is_empty() {
-        tx.execute(&statements.documents, &[&fresh_ids, &documents])?;
-    }
+    tx.execute(&statements.documents, &[&fresh_ids, &documents])?;
     let mut unknown: Vec<&str> = fresh.iter().flat_map(|&(i, _)| batch[i].1.iter().map(|o| o.path.as_str())).filter(|p| known.id(p).is_none()).collect();
     unknown.sort_unstable();
     unknown.dedup();
@@ -170,9 +171,7 @@ fn insert_rows(tx: &mut postgres::Transaction, statements: &IngestStatements, ba
     }
     let id_of = |path: &str| Ok(known.id(path).or_else(|| learned.get(path).copied()).expect("every path was looked up"));
     let packed: Vec<Vec<u8>> = fresh.iter().map(|&(i, _)| pack(&batch[i].1, id_of)).collect::<Result<_>>()?;
-    if !fresh.is_empty() {
-        tx.execute(&statements.costs, &[&fresh_ids, &packed])?;
-    }
+    tx.execute(&statements.costs, &[&fresh_ids, &packed])?;
     Ok((fresh.into_iter().map(|(i, _)| i).collect(), learned))
 }
 

@@ -109,12 +109,16 @@ pub fn records_with_document(report: &Report, json: &[u8], gz: Option<&[u8]>) ->
         values: values(|m| m.value(&report.totals, &report.end, &report.sizes)),
         document: gz.map_or_else(|| gzip(json), <[u8]>::to_vec),
     };
-    // A path twice (a damaged or hand-made report) counts once, as the store keeps it.
+    // A path twice (a damaged or hand-made report) counts once, as the store keeps it. A
+    // walk's paths come strictly increasing (its pre-order over sorted names), so no path
+    // repeats and no set of them is needed: hashing 2000 paths into one was 5% of the server's
+    // CPU per ingest (perf, docs/benchmarks.md).
+    let increasing = report.nodes.windows(2).all(|pair| pair[0].path < pair[1].path);
     let mut seen = rustc_hash::FxHashSet::default();
     let outputs = report
         .nodes
         .iter()
-        .filter(|n| seen.insert(&n.path))
+        .filter(|n| increasing || seen.insert(&n.path))
         .map(|n| Output {
             path: serde_json::to_string(&n.path).expect("strings serialise"),
             error: n.error.is_some(),
@@ -227,6 +231,33 @@ mod tests {
         let [ha, hb] = held;
         assert_eq!(ha.release(&interner), a, "outputs in the order first interned");
         assert_eq!(hb.release(&interner).1, vec![output("[\"a\"]", 9), output("[\"c\"]", 0)], "by interned id: a before c");
+    }
+
+    /// A report whose nodes have these paths, each with its wall time.
+    fn report_with_paths(paths: &[(&[&str], u64)]) -> Report {
+        let nodes: Vec<_> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, (path, wall))| serde_json::json!({"id": i, "parent": null, "path": path, "kind": "derivation", "is_derivation": true, "calls": 1, "cost": {"wall_ns": wall}, "after": {}}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "schema": nix_evalcost_core::report::SCHEMA, "schema_version": nix_evalcost_core::report::SCHEMA_VERSION,
+            "meta": {"tool_version": "0", "nix_version": "2.26.3", "mode": "walk", "started_at": "2026-12-01T00:00:00Z"},
+            "sizes": {"value": 24, "env": 8, "bindings": 16, "attr": 16, "pointer": 8},
+            "totals": {}, "unattributed": {}, "end": {}, "phases": [], "nodes": nodes
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_path_twice_counts_once_in_any_order() {
+        let paths = |r: &Report| records(r, b"{}").unwrap().1.into_iter().map(|o| (o.path, o.values[0])).collect::<Vec<_>>();
+        let walk = report_with_paths(&[(&["a"], 1), (&["a", "b"], 2), (&["a", "c"], 3), (&["b"], 4)]);
+        assert_eq!(paths(&walk).len(), 4, "a walk's increasing paths: all kept");
+        let damaged = report_with_paths(&[(&["a"], 1), (&["b"], 2), (&["a"], 3), (&["b"], 4), (&["c"], 5)]);
+        assert_eq!(paths(&damaged), [("[\"a\"]".into(), 1), ("[\"b\"]".into(), 2), ("[\"c\"]".into(), 5)], "the first of each path");
+        let adjacent = report_with_paths(&[(&["a"], 1), (&["a"], 2)]);
+        assert_eq!(paths(&adjacent), [("[\"a\"]".into(), 1)], "equal neighbours are not increasing");
     }
 
     #[test]

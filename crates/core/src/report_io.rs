@@ -135,7 +135,13 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 pub fn write_report(path: &Path, report: &Report) -> Result<(), WriteError> {
     let gzip = path.extension().is_some_and(|e| e == "gz");
     // sonic-rs serialises about twice as fast as serde_json (a walk writes at its very end).
-    let mut json = sonic_rs::to_vec(report).map_err(|e| write_error(path, std::io::Error::other(e)))?;
+    // Reserved up front (a walk's node takes ~560 bytes): grown by doubling, the text was
+    // copied and faulted in again at each step, 3.4 of the 25 ms that serialising a
+    // 20 000-output walk's report took (medians of 10 fresh processes). A reservation the
+    // system refuses only means growing as before.
+    let mut json = Vec::new();
+    let _ = json.try_reserve(report.nodes.len().saturating_mul(640).saturating_add(256 * 1024));
+    sonic_rs::to_writer(&mut json, report).map_err(|e| write_error(path, std::io::Error::other(e)))?;
     json.push(b'\n');
     write_atomically(path, |out| {
         if gzip {

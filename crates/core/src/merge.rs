@@ -128,7 +128,7 @@ impl Merged {
         let ranked = |a: &&Row, b: &&Row| b.stats[0].get(stat).total_cmp(&a.stats[0].get(stat)).then_with(|| a.path.cmp(&b.path));
         let mut rows: Vec<&Row> = self.rows.iter().collect();
         // The top few of a 20 000-output walk: selected, then only they are sorted (sorting all
-        // of them was most of the 10 ms `profile` spent printing its table).
+        // of them took 2-4 ms of `profile`'s last moments, selecting 0.2-0.35 ms).
         if top < rows.len() {
             rows.select_nth_unstable_by(top, ranked);
             rows.truncate(top);

@@ -5,7 +5,8 @@
 //                           shard ? "" (I/N: this shard's part of the outputs only);
 //                           claims ? "" (a parallel walk's claims file); workerRun ? 0; maxRss ? 0;
 //                           soleWorker ? false (-j 1: write the joined report);
-//                           only ? [ ] (an attribute path: walk that output alone); }
+//                           only ? [ ] (an attribute path: walk that output alone);
+//                           summary ? "" (the table to render when the report is written); }
 //   builtins.evalcostMeasure label value
 //
 // Documented in docs/plugin.md. Errors from the Rust core (rust::Error) are turned into
@@ -91,6 +92,7 @@ WalkRequest readWalkRequest(nix::EvalState & state, nix::Value & args, nix::PosI
     if (auto * v = optionalAttr(state, args, "argv")) r.argv = stringList(state, *v, pos);
     if (optionalAttr(state, args, "shard")) r.shard = requiredString(state, args, "shard", pos);
     if (auto * v = optionalAttr(state, args, "only")) r.only = stringList(state, *v, pos);
+    if (optionalAttr(state, args, "summary")) r.summary = requiredString(state, args, "summary", pos);
     if (optionalAttr(state, args, "claims")) r.claims = requiredString(state, args, "claims", pos);
     r.worker_run = uint32_t(optionalInt(state, args, "workerRun", 1, 1000000, pos));
     r.sole_worker = optionalBool(state, args, "soleWorker", false, pos);

@@ -96,6 +96,9 @@ pub(crate) mod ffi {
         sole_worker: bool,
         /// Walk only the output at this attribute path (empty: every output).
         only: Vec<String>,
+        /// The summary table to render when the report is written, as a `SummarySpec` in JSON
+        /// (empty: none).
+        summary: String,
     }
 
     /// What the shim learned about the flake while locking it. Empty string: unknown.

@@ -39,12 +39,16 @@ fn example_flake_profile_prints_a_table() {
     assert!(run.stderr().contains("report written to"));
 }
 
-/// `profile` merges the report for its table while nix exits (on a thread, from the file it
-/// moved into place): the table is the one `report` prints of the file, for one nix and `-j 1`.
+/// `profile`'s table is the one `report` prints of the written file, wherever it was made: by
+/// the plugin from the report in its memory (one nix, `-j 1`), or by the CLI from the file read
+/// back (with `--html`, which needs the report; `-j 2`, whose report the CLI joins).
 #[test]
 fn the_table_profile_prints_is_the_table_of_the_written_report() {
     let table_of = |stdout: &str| stdout.lines().skip_while(|l| !l.starts_with("fncalls")).map(str::to_string).collect::<Vec<_>>();
-    for jobs in [&[][..], &["-j", "1"]] {
+    let pages = tempfile::tempdir().unwrap();
+    let page = pages.path().join("r.html");
+    let html = ["--html", page.to_str().unwrap()];
+    for jobs in [&[][..], &["-j", "1"], &html, &["-j", "2"]] {
         let run = profile(&example_flake(), &[&["--metric", "fncalls", "--top", "6"], jobs].concat());
         run.assert_success();
         let printed = table_of(&run.stdout());

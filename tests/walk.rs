@@ -361,3 +361,63 @@ fn disabled_plugin_is_a_no_op() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NIX_EVALCOST=0"));
 }
+
+/// Asked for a summary (what `profile` passes), the plugin says it with the report's written
+/// line on the progress pipe, rendered from the report in its memory: the same text the core
+/// renders from the written file, so the CLI need not read the report back.
+#[test]
+fn the_written_line_carries_the_summary_of_the_written_report() {
+    use nix_evalcost_core::protocol::{ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
+    use nix_evalcost_core::summary::SummarySpec;
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+
+    let flake = flake_with(FIB, "{ lib.fib15 = fib 15; lib.fib10 = fib 10; lib.\"it's \\\"odd\\\"\" = fib 3; }");
+    let dir = tempfile::tempdir().unwrap();
+    let report_path = dir.path().join("report.json");
+    let spec = SummarySpec {
+        metrics: vec!["fncalls".into(), "thunks".into()],
+        inclusive: false,
+        depth: None,
+        filters: vec!["lib.*".into()],
+        sort: "median".into(),
+        top: 2,
+        file: report_path.display().to_string(),
+        width: usize::MAX,
+        color: false,
+    };
+    let quoted = nix_evalcost_core::attrpath::nix_string(&spec.to_json());
+    let expr = walk_expr(&flake, &format!("summary = {quoted};")).replace("{report}", &report_path.display().to_string());
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two descriptors, owned below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let write_fd = writer.as_raw_fd();
+    let mut command = std::process::Command::new("nix");
+    command
+        .args(["--option", "plugin-files"])
+        .arg(plugin())
+        .args(["--extra-experimental-features", "nix-command flakes", "eval", "--json", "--expr", &expr])
+        .env(PROGRESS_FD_VAR, PROGRESS_FD.to_string());
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || if libc::dup2(write_fd, PROGRESS_FD) < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) });
+    }
+    let mut child = command.spawn().unwrap();
+    drop(writer);
+    let mut lines = String::new();
+    std::fs::File::from(reader).read_to_string(&mut lines).unwrap();
+    assert!(child.wait().unwrap().success());
+    let last = ProgressLine::parse(lines.lines().last().unwrap());
+    assert!(last.written, "{lines}");
+    let facts = last.facts.expect("the written line says what it wrote");
+    assert!(facts.complete);
+    let report = nix_evalcost_core::report_io::read_report(&report_path).unwrap();
+    let rendered = spec.render(&report).unwrap();
+    assert_eq!(facts.summary.as_deref(), Some(rendered.as_str()));
+    // Ranked by fncalls, two rows: fib 15, then fib 10; the odd name is data, below the top.
+    let rows: Vec<&str> = rendered.lines().filter(|l| l.contains("lib.")).collect();
+    assert_eq!(rows.len(), 2, "{rendered}");
+    assert!(rows[0].ends_with("lib.fib15") && rows[1].ends_with("lib.fib10"), "{rendered}");
+}

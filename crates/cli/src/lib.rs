@@ -124,6 +124,11 @@ impl SelectArgs {
         metrics.extend(self.columns.iter().filter(|m| m.name != self.metric.name));
         MergeOptions { metrics, inclusive: self.inclusive, depth: self.depth, filters: self.filter.clone(), allow_mixed, group_by: None }
     }
+
+    /// The summary table `profile` prints of the report at `file`, on this terminal.
+    fn summary_spec(&self, file: &std::path::Path) -> nix_evalcost_core::summary::SummarySpec {
+        nix_evalcost_core::summary::SummarySpec::new(&self.merge_options(true), self.sort, self.top, &table_options(), file)
+    }
 }
 
 /// Table layout for this terminal (or none).

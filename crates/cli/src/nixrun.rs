@@ -6,8 +6,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::attrpath::nix_string;
 use nix_evalcost_core::nix_version::NixVersion;
 use nix_evalcost_core::passive;
-use nix_evalcost_core::protocol::{self, ProgressLine, PROGRESS_FD, PROGRESS_FD_VAR};
-use nix_evalcost_core::merge::{merge_report, MergeOptions, Merged};
+use nix_evalcost_core::protocol::{self, ProgressLine, WrittenFacts, PROGRESS_FD, PROGRESS_FD_VAR};
+use nix_evalcost_core::summary::SummarySpec;
 use nix_evalcost_core::report::Report;
 use nix_evalcost_core::report_io::{read_open_report, read_report, ReportError};
 use std::collections::VecDeque;
@@ -147,6 +147,8 @@ pub struct Walk {
     pub worker: Option<WorkerWalk>,
     /// Walk only the output at this attribute path (`profile --isolate`).
     pub only: Option<Vec<String>>,
+    /// The summary table the plugin renders when the report is written (see `EarlyReport`).
+    pub summary: Option<SummarySpec>,
 }
 
 /// What makes a walk one worker of a parallel walk.
@@ -174,6 +176,9 @@ impl Walk {
         let mut split = self.shard.map_or(String::new(), |s| format!("shard = \"{s}\"; "));
         if let Some(only) = &self.only {
             split.push_str(&format!("only = {}; ", nix_list(only)));
+        }
+        if let Some(summary) = &self.summary {
+            split.push_str(&format!("summary = {}; ", nix_string(&summary.to_json())));
         }
         if let Some(worker) = &self.worker {
             split.push_str(&format!(
@@ -215,7 +220,9 @@ pub struct NixRun<'a> {
 
 /// What became of a `nix` run.
 pub struct NixOutcome {
-    pub status: std::process::ExitStatus,
+    /// nix's exit status; none if the caller had all it needed before nix exited (see
+    /// [`NixRun::run`]).
+    pub status: Option<std::process::ExitStatus>,
     /// The last `error:` line nix printed.
     pub error: Option<String>,
     /// The first stop signal (SIGINT, SIGTERM, SIGHUP) this process received while nix ran; it
@@ -225,26 +232,47 @@ pub struct NixOutcome {
     pub last_path: Option<String>,
 }
 
+impl NixOutcome {
+    /// The signal that killed nix, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        std::os::unix::process::ExitStatusExt::signal(self.status.as_ref()?)
+    }
+
+    /// "nix exited with exit status: 1", for a failure nix said nothing about.
+    pub fn exit_description(&self) -> String {
+        match self.status {
+            Some(status) => format!("nix exited with {status}"),
+            None => "nix was still exiting".to_string(),
+        }
+    }
+}
+
 /// A walk's report, read as soon as the plugin says it is written (its `report-written`
 /// progress line): tearing down a large evaluator, and then its address space, takes nix a
 /// while, and the read overlaps it. The report is final once written, so it can be moved into
-/// place then too, and the summary table's merge done beside the read, on a thread of its own:
-/// when nix has exited, what is left is printing.
+/// place then too. With a summary to print, the plugin rendered it from the report in its
+/// memory and said it with the written line: a complete report is then not read at all (for a
+/// 20 000-output walk, reading it back took the CLI longer than nix took to exit). Otherwise the
+/// summary is rendered beside the read, on a thread of its own.
 #[derive(Default)]
 pub struct EarlyReport {
     /// Where the report goes as soon as it is written (else it stays where nix wrote it).
     move_to: Option<PathBuf>,
-    /// The merge the summary table shows, and the report's file it names.
-    summarize: Option<(MergeOptions, PathBuf)>,
+    /// The summary table to print (the walk passed it to the plugin too).
+    summarize: Option<SummarySpec>,
     moved: bool,
+    /// The summary the plugin rendered, for a complete report that need not be read.
+    rendered: Option<String>,
     reading: Option<std::thread::JoinHandle<Result<ReadEarly, ReportError>>>,
 }
 
-/// What [`EarlyReport`] read.
+/// What [`EarlyReport`] read or was told.
 pub struct ReadEarly {
-    pub report: Report,
-    /// The summary's merge, if it was asked for and done.
-    pub summary: Option<Merged>,
+    /// The report; none when the plugin rendered the summary of a complete report, which is
+    /// then all the caller needs.
+    pub report: Option<Report>,
+    /// The summary table, if it was asked for and rendered.
+    pub summary: Option<String>,
 }
 
 impl EarlyReport {
@@ -254,9 +282,9 @@ impl EarlyReport {
         self
     }
 
-    /// Merges the report with `options` once read, as a report at `file`.
-    pub fn summarizing(mut self, options: MergeOptions, file: &Path) -> Self {
-        self.summarize = Some((options, file.to_path_buf()));
+    /// Renders `spec` from the report, unless the plugin did (the walk must pass it the same).
+    pub fn summarizing(mut self, spec: SummarySpec) -> Self {
+        self.summarize = Some(spec);
         self
     }
 
@@ -273,6 +301,12 @@ impl EarlyReport {
                 (self.moved, at) = (true, to.clone());
             }
         }
+        if self.summarize.is_some() {
+            if let Some(WrittenFacts { complete: true, summary: Some(text) }) = &line.facts {
+                self.rendered = Some(text.clone());
+                return true;
+            }
+        }
         // Not opened: `or_read` reads it where it is then.
         if let Ok(file) = std::fs::File::open(&at) {
             let summarize = self.summarize.take();
@@ -283,11 +317,16 @@ impl EarlyReport {
                 // (measured beside a nix tearing down), on the way to the table.
                 std::thread::spawn(move || drop(bytes));
                 let report = report?;
-                let summary = summarize.map(|(options, file)| merge_report(&report, &file, &options));
-                Ok(ReadEarly { report, summary })
+                let summary = summarize.and_then(|spec| render_summary(&spec, &report));
+                Ok(ReadEarly { report: Some(report), summary })
             }));
         }
         true
+    }
+
+    /// Whether the plugin rendered the summary of a complete report: all the caller needs.
+    pub fn summarized(&self) -> bool {
+        self.rendered.is_some()
     }
 
     /// Where the report is now if it was moved (as [`Self::moving_to`] asked).
@@ -295,11 +334,24 @@ impl EarlyReport {
         self.move_to.as_deref().filter(|_| self.moved)
     }
 
-    /// The report read early, or, if it was not (or failed), read now from `path`.
+    /// What was read or rendered early, or else the report read now from `path` (and its
+    /// summary rendered, if asked).
     pub fn or_read(self, path: &Path) -> Result<ReadEarly, ReportError> {
+        if let Some(text) = self.rendered {
+            return Ok(ReadEarly { report: None, summary: Some(text) });
+        }
         let early = self.reading.and_then(|reading| reading.join().ok());
-        early.filter(Result::is_ok).unwrap_or_else(|| Ok(ReadEarly { report: read_report(path)?, summary: None }))
+        early.filter(Result::is_ok).unwrap_or_else(|| {
+            let report = read_report(path)?;
+            let summary = self.summarize.and_then(|spec| render_summary(&spec, &report));
+            Ok(ReadEarly { report: Some(report), summary })
+        })
     }
+}
+
+/// `spec` rendered from `report`, or none (with a warning) if it cannot be.
+pub fn render_summary(spec: &SummarySpec, report: &Report) -> Option<String> {
+    spec.render(report).map_err(|e| eprintln!("nix-evalcost: cannot print the summary: {e}")).ok()
 }
 
 /// The signals that stop a profile, as a shell, `timeout`, systemd or a CI runner sends them.
@@ -340,17 +392,23 @@ impl NixRun<'_> {
         command
     }
 
-    /// Runs nix to the end. `on_progress` gets each progress line of the plugin, `on_stderr`
-    /// each line nix prints (both on their own threads).
+    /// Runs nix to the end, or until `on_progress` says it has all it needs. `on_progress` gets
+    /// each progress line of the plugin, `on_stderr` each line nix prints, both on this thread.
+    /// When `on_progress` returns true (the report is written, and all the caller needs of it
+    /// is in hand), this returns without waiting for nix to exit: the teardown of a large
+    /// evaluator and its address space (25-45 ms after a 20 000-output walk) is then no longer
+    /// the user's wait. nix finishes exiting on its own (the plugin, once the report is written,
+    /// lets it outlive us: `walk_finish` in src/calls.rs), and is reaped here if we are still
+    /// running.
     ///
     /// A stop signal to this process (alone, or to its process group) is passed on to nix,
-    /// and nix is waited for: it stops the walk between nodes and writes a partial report. nix
-    /// never outlives this process: it is killed if we die (PR_SET_PDEATHSIG), SIGKILL
-    /// included.
+    /// and nix is waited for: it stops the walk between nodes and writes a partial report.
+    /// Until its report is written, nix never outlives this process: it is killed if we die
+    /// (PR_SET_PDEATHSIG), SIGKILL included.
     pub fn run(
         &self,
-        mut on_progress: impl FnMut(ProgressLine) + Send,
-        mut on_stderr: impl FnMut(&str) + Send,
+        mut on_progress: impl FnMut(ProgressLine) -> bool,
+        mut on_stderr: impl FnMut(&str),
     ) -> Result<NixOutcome> {
         let (progress_reader, progress_writer) = os_pipe::pipe().context("cannot create a pipe")?;
         let progress_fd = progress_writer.as_raw_fd();
@@ -382,45 +440,87 @@ impl NixRun<'_> {
         let pid = child.id() as libc::pid_t;
         let stderr = child.stderr.take().expect("stderr is piped");
         let signal_handle = signals.handle();
-        let mut tail = VecDeque::with_capacity(STDERR_TAIL);
-        let (status, stopped_by, last_path) = std::thread::scope(|scope| {
-            let forwarder = scope.spawn(move || {
-                let mut first = None;
-                for signal in signals.forever() {
-                    first = first.or(Some(signal));
-                    // SAFETY: kill only sends a signal; nix is our child and not yet reaped
-                    // (the handle is closed before it is waited for below).
-                    unsafe { libc::kill(pid, signal) };
+        let forwarder = std::thread::spawn(move || {
+            let mut first = None;
+            for signal in signals.forever() {
+                first = first.or(Some(signal));
+                // SAFETY: kill only sends a signal; nix is our child and not yet reaped (the
+                // waiter reaps it only once this thread is joined).
+                unsafe { libc::kill(pid, signal) };
+            }
+            first
+        });
+        // The readers and the waiter own what they use: after a release they live on until
+        // nix exits (or this process does).
+        let (events, inbox) = std::sync::mpsc::channel();
+        read_lines(stderr, events.clone(), NixEvent::Stderr);
+        read_lines(progress_reader, events.clone(), NixEvent::Progress);
+        let (may_reap, reap_allowed) = std::sync::mpsc::channel::<()>();
+        let (reaped, reap_result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let exited = wait_keeping_zombie(pid);
+            let _ = events.send(NixEvent::Exited(exited));
+            if reap_allowed.recv().is_ok() {
+                let _ = reaped.send(child.wait());
+            }
+        });
+        let (mut tail, mut last_path) = (VecDeque::with_capacity(STDERR_TAIL), None);
+        let (mut open_pipes, mut exited, mut released) = (2, None, false);
+        while open_pipes > 0 || exited.is_none() {
+            match inbox.recv() {
+                Ok(NixEvent::Stderr(Some(line))) => {
+                    on_stderr(&line);
+                    if tail.len() == STDERR_TAIL {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
                 }
-                first
-            });
-            let progress = scope.spawn(move || {
-                let mut last = None;
-                for line in BufReader::new(progress_reader).lines().map_while(Result::ok) {
+                Ok(NixEvent::Progress(Some(line))) => {
                     let line = ProgressLine::parse(&line);
                     if !line.path.is_empty() {
-                        last = Some(line.path.clone());
+                        last_path = Some(line.path.clone());
                     }
-                    on_progress(line);
+                    if on_progress(line) {
+                        released = true;
+                        break;
+                    }
                 }
-                last
-            });
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                on_stderr(&line);
-                if tail.len() == STDERR_TAIL {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
+                Ok(NixEvent::Stderr(None) | NixEvent::Progress(None)) => open_pipes -= 1,
+                Ok(NixEvent::Exited(result)) => exited = Some(result),
+                Err(_) => break, // every sender is gone: cannot happen before the waiter's event
             }
-            let status = wait_keeping_zombie(pid).map(|()| child.wait());
-            signal_handle.close();
-            let stopped_by = forwarder.join().unwrap_or(None);
-            let last_path = progress.join().unwrap_or(None);
-            (status, stopped_by, last_path)
-        });
-        let status = status.context("waiting for nix")?.context("waiting for nix")?;
-        Ok(NixOutcome { status, error: last_error(tail.iter().map(String::as_str)), stopped_by, last_path })
+        }
+        signal_handle.close();
+        let stopped_by = forwarder.join().unwrap_or(None);
+        let _ = may_reap.send(());
+        let error = last_error(tail.iter().map(String::as_str));
+        if released {
+            return Ok(NixOutcome { status: None, error, stopped_by, last_path });
+        }
+        exited.unwrap_or_else(|| Err(std::io::Error::other("nix's waiter stopped"))).context("waiting for nix")?;
+        let status = reap_result.recv().context("waiting for nix")?.context("waiting for nix")?;
+        Ok(NixOutcome { status: Some(status), error, stopped_by, last_path })
     }
+}
+
+/// What the threads watching a nix run report: a line (none at the end of its pipe), or that
+/// nix has exited (not yet reaped).
+enum NixEvent {
+    Stderr(Option<String>),
+    Progress(Option<String>),
+    Exited(std::io::Result<()>),
+}
+
+/// Sends each line of `pipe` as `event`, then `event(None)`, from a thread of its own.
+fn read_lines(pipe: impl std::io::Read + Send + 'static, events: std::sync::mpsc::Sender<NixEvent>, event: fn(Option<String>) -> NixEvent) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if events.send(event(Some(line))).is_err() {
+                return;
+            }
+        }
+        let _ = events.send(event(None));
+    });
 }
 
 /// Waits until `pid` has exited without reaping it (WNOWAIT): until it is reaped, its pid cannot
@@ -462,6 +562,7 @@ mod tests {
             shard: None,
             worker: None,
             only: None,
+            summary: None,
         }
     }
 
@@ -487,6 +588,21 @@ mod tests {
         assert!(shard.expression().contains("stacksNodes = 20000; shard = \"2/3\"; argv"), "{}", shard.expression());
         let all = Walk { systems: WalkSystems::All, ..walk() };
         assert!(all.expression().contains("systems = \"all\"; forceDrvPaths"));
+        // The summary spec is JSON in a Nix string: a hostile report path stays data.
+        let options = nix_evalcost_core::merge::MergeOptions {
+            metrics: vec![nix_evalcost_core::metric::find("wall").unwrap()],
+            inclusive: false,
+            depth: None,
+            filters: Vec::new(),
+            allow_mixed: true,
+            group_by: None,
+        };
+        let layout = nix_evalcost_core::render::table::TableOptions { width: 80, color: false };
+        let spec = SummarySpec::new(&options, nix_evalcost_core::stats::Stat::Median, 5, &layout, Path::new("/r/${x}\".json"));
+        let summarized = Walk { summary: Some(spec.clone()), ..walk() }.expression();
+        let quoted = nix_string(&spec.to_json());
+        assert!(summarized.contains(&format!("summary = {quoted}; argv")), "{summarized}");
+        assert!(quoted.contains(r#"\${x}"#), "{quoted}");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - [`passive`]: passive profiling's configuration, sampling, file names and retention;
 //! - [`report`]: the report schema; [`report_io`]: reading and writing it;
 //! - [`merge`]: merging many reports into per-path statistics ([`stats`], [`pathglob`]);
-//! - [`metric`], [`units`], [`render`]: one exporter per output format;
+//! - [`metric`], [`units`], [`render`]: one exporter per output format; [`summary`]: the table
+//!   `profile` prints, rendered by the plugin or the CLI;
 //! - [`protocol`]: what the plugin and the CLI agree on (progress pipe, version marker);
 //! - [`nix_version`]: the one parser of Nix version strings;
 //! - [`attrpath`]: attribute names as data: display, quoting, sanitising;
@@ -41,6 +42,7 @@ pub mod report_io;
 pub mod session;
 pub mod stacks;
 pub mod stats;
+pub mod summary;
 pub mod units;
 pub mod walk_policy;
 pub mod workers;

@@ -33,8 +33,20 @@ pub fn enabled(value: Option<&str>) -> bool {
 }
 
 /// The progress line that says the walk's report is on disk: the CLI reads it while nix
-/// exits (tearing down a large evaluator takes a while), instead of after.
+/// exits (tearing down a large evaluator takes a while), instead of after. A tab and
+/// [`WrittenFacts`] as JSON follow it.
 pub const REPORT_WRITTEN: &str = "report-written";
+
+/// What the plugin says of the report it has written, so that the CLI need not read it back
+/// for these.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WrittenFacts {
+    /// The walk went to its end (`meta.complete`).
+    pub complete: bool,
+    /// The summary table the walk was asked for (`summary` of `builtins.evalcostWalk`),
+    /// rendered from the report (see [`crate::summary`]); none if not asked or if it failed.
+    pub summary: Option<String>,
+}
 
 /// One progress line: nodes walked so far and the path being walked (empty when done), or
 /// [`REPORT_WRITTEN`].
@@ -44,16 +56,20 @@ pub struct ProgressLine {
     pub path: String,
     /// The report is written (nodes and path are then empty).
     pub written: bool,
+    /// With `written`: what the plugin said of the report (none if it said nothing readable).
+    pub facts: Option<WrittenFacts>,
 }
 
 impl ProgressLine {
-    /// `<nodes>\t<path>` or [`REPORT_WRITTEN`], as the plugin writes it (without the newline).
+    /// `<nodes>\t<path>` or [`REPORT_WRITTEN`]`\t<facts>`, as the plugin writes it (without
+    /// the newline).
     pub fn parse(line: &str) -> ProgressLine {
-        if line == REPORT_WRITTEN {
-            return ProgressLine { nodes: 0, path: String::new(), written: true };
+        let (head, rest) = line.split_once('\t').unwrap_or((line, ""));
+        if head == REPORT_WRITTEN {
+            let facts = serde_json::from_str(rest).ok();
+            return ProgressLine { nodes: 0, path: String::new(), written: true, facts };
         }
-        let (count, path) = line.split_once('\t').unwrap_or((line, ""));
-        ProgressLine { nodes: count.parse().unwrap_or(0), path: path.to_string(), written: false }
+        ProgressLine { nodes: head.parse().unwrap_or(0), path: rest.to_string(), written: false, facts: None }
     }
 }
 
@@ -85,7 +101,7 @@ pub trait Progress: Send {
     /// The walk is over.
     fn done(&mut self, nodes: usize);
     /// The walk's report is written.
-    fn written(&mut self) {}
+    fn written(&mut self, _facts: &WrittenFacts) {}
 }
 
 impl Progress for ProgressPipe {
@@ -101,8 +117,10 @@ impl Progress for ProgressPipe {
         let _ = writeln!(self.out, "{nodes}\t");
     }
 
-    fn written(&mut self) {
-        let _ = writeln!(self.out, "{REPORT_WRITTEN}");
+    fn written(&mut self, facts: &WrittenFacts) {
+        // One write: the line is whole when the CLI reads it.
+        let line = format!("{REPORT_WRITTEN}\t{}\n", serde_json::to_string(facts).unwrap_or_default());
+        let _ = self.out.write_all(line.as_bytes());
     }
 }
 
@@ -246,11 +264,18 @@ mod tests {
 
     #[test]
     fn progress_lines_round_trip() {
-        let line = |nodes, path: &str, written| ProgressLine { nodes, path: path.into(), written };
+        let line = |nodes, path: &str, written| ProgressLine { nodes, path: path.into(), written, facts: None };
         assert_eq!(ProgressLine::parse("12\tpackages.x86_64-linux.hello"), line(12, "packages.x86_64-linux.hello", false));
         assert_eq!(ProgressLine::parse("40\t"), line(40, "", false));
         assert_eq!(ProgressLine::parse("junk"), line(0, "", false));
+        // Facts that cannot be read are none: the CLI then reads the report.
         assert_eq!(ProgressLine::parse(REPORT_WRITTEN), line(0, "", true));
+        assert_eq!(ProgressLine::parse(&format!("{REPORT_WRITTEN}\t{{junk")), line(0, "", true));
+        // The facts, summary text with its newlines and tabs included, as the pipe carries them.
+        let facts = WrittenFacts { complete: true, summary: Some("flake: 2 nodes\n\tpackages.a\u{1b}[1m".into()) };
+        let text = format!("{REPORT_WRITTEN}\t{}", serde_json::to_string(&facts).unwrap());
+        assert!(!text.contains('\n'));
+        assert_eq!(ProgressLine::parse(&text), ProgressLine { facts: Some(facts), ..line(0, "", true) });
         // An attribute path is never mistaken for the written line: it follows a count.
         assert_eq!(ProgressLine::parse("3\treport-written"), line(3, "report-written", false));
     }

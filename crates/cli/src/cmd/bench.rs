@@ -40,8 +40,10 @@ pub fn run(args: BenchArgs) -> Result<i32> {
             eprintln!("bench: {side} run {}/{}: {flake}", k + 1, args.runs);
             match walk_to(&args.walk, flake, &output, None)? {
                 Walked::Done(Finished { report, .. }) => {
-                    if report.error_count() > 0 && k == 0 {
-                        eprintln!("bench: {side}: {} failed to evaluate (see the comparison)", nix_evalcost_core::units::plural(report.error_count(), "output"));
+                    // Read back: no summary was asked for.
+                    let errors = report.as_ref().map_or(0, |r| r.error_count());
+                    if errors > 0 && k == 0 {
+                        eprintln!("bench: {side}: {} failed to evaluate (see the comparison)", nix_evalcost_core::units::plural(errors, "output"));
                     }
                     files[i].push(output);
                 }

@@ -39,7 +39,7 @@ pub fn isolate(args: &WalkArgs, flake: &str, output: &Path, report: &mut Report,
                     let walk = Walk { report: solo.clone(), only: Some(path.clone()), ..base.clone() };
                     let expression = walk.expression();
                     let nix = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
-                    let outcome = nix.run(|_| {}, |_| {});
+                    let outcome = nix.run(|_| false, |_| {});
                     match outcome {
                         Ok(o) if o.stopped_by.is_some() => {
                             stopped_by.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(o.stopped_by.unwrap_or(libc::SIGINT));
@@ -73,9 +73,9 @@ fn standalone(node: u32, path: &[String], solo: &Path, outcome: Result<nixrun::N
     let report = match read_report(solo) {
         Ok(r) => r,
         Err(_) => {
-            let why = match std::os::unix::process::ExitStatusExt::signal(&outcome.status) {
+            let why = match outcome.signal() {
                 Some(signal) => format!("nix was killed by {} evaluating it alone", nixrun::signal_name(signal)),
-                None => outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status)),
+                None => outcome.error.clone().unwrap_or_else(|| outcome.exit_description()),
             };
             return failed(why);
         }

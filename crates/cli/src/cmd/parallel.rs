@@ -10,13 +10,12 @@
 //! and the partial reports are joined into a partial report.
 
 use super::profile::{Finished, WalkArgs, Walked};
+use super::profile::Summarize;
 use crate::nixrun::{self, EarlyReport, NixRun, ReadEarly, Walk, WorkerWalk};
 use anyhow::{anyhow, bail, Context, Result};
 use nix_evalcost_core::join::{join_workers, PartReport};
-use nix_evalcost_core::merge::MergeOptions;
 use nix_evalcost_core::report_io::write_report;
 use nix_evalcost_core::workers::SharedClaims;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
@@ -33,8 +32,11 @@ pub struct Parallel {
 struct Outcomes {
     /// Each worker run's report and where it is.
     parts: Vec<(u32, PartReport, PathBuf)>,
-    /// The summary's merge of a sole worker's report, done while its nix exited.
-    summary: Option<nix_evalcost_core::merge::Merged>,
+    /// The summary table of a sole worker's report, rendered while its nix exited.
+    summary: Option<String>,
+    /// Where a sole worker wrote the joined report of a complete walk, when its plugin rendered
+    /// the summary and nothing else needs the report read back.
+    rendered_whole: Option<PathBuf>,
     /// The first stop signal a worker was stopped by.
     stopped_by: Option<i32>,
     /// A worker failed for a reason that every worker would meet (the flake does not evaluate).
@@ -43,7 +45,7 @@ struct Outcomes {
 
 /// Walks `flake` with `parallel.jobs` workers and writes the joined report at `output`
 /// (merged with `summarize` for the summary table, if given).
-pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel, summarize: Option<MergeOptions>) -> Result<Walked> {
+pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Parallel, summarize: Option<Summarize>) -> Result<Walked> {
     let (plugin, base) = args.prepare(flake, PathBuf::new())?;
     let scratch = Scratch::new(output)?;
     let claims_path = scratch.0.join("claims");
@@ -76,26 +78,28 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
                     let report = scratch.0.join(format!("worker-{run}.json"));
                     let sole = parallel.jobs == 1;
                     let worker = WorkerWalk { claims: claims_path.clone(), run, max_rss: parallel.max_rss, sole };
-                    let walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
-                    let expression = walk.expression();
-                    let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
+                    let mut walk = Walk { report: report.clone(), worker: Some(worker), ..base.clone() };
                     let mut early = EarlyReport::default();
                     // The first worker of a walk that cannot replace it writes the joined
                     // report, unless killed: then it wrote none.
                     if sole && run == 1 && parallel.max_rss.is_none() {
                         early = early.moving_to(output);
-                        if let Some(options) = summarize {
-                            early = early.summarizing(options.clone(), output);
+                        if let Some(summarize) = summarize {
+                            early = early.summarizing(summarize.spec.clone());
+                            walk.summary = summarize.only_this.then(|| summarize.spec.clone());
                         }
                     }
+                    let expression = walk.expression();
+                    let nix = NixRun { nix: &args.nix, plugin, expression: &expression, extra_args: &args.nix_args };
                     let outcome = nix.run(
                         |line| {
                             if early.read_if_written(&line, &report) {
-                                return;
+                                return early.summarized();
                             }
                             nodes_per_slot[slot].store(line.nodes, Ordering::Relaxed);
                             bar.set_position(nodes_per_slot.iter().map(|n| n.load(Ordering::Relaxed)).sum());
                             bar.set_message(line.path);
+                            false
                         },
                         |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
                     );
@@ -122,26 +126,33 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
         return Err(failure);
     }
     outcomes.parts.sort_by_key(|(run, ..)| *run);
-    if outcomes.parts.is_empty() {
+    if outcomes.parts.is_empty() && outcomes.rendered_whole.is_none() {
         return Ok(Walked::Stopped(outcomes.stopped_by.unwrap_or(libc::SIGINT)));
     }
-    let finished = if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
+    let finished = if let Some(path) = outcomes.rendered_whole {
+        if path != output {
+            std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+        }
+        Finished { report: None, summary: outcomes.summary }
+    } else if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
         // A sole worker that walked everything wrote the joined report itself (maybe moved
         // into place already).
         let (_, part, path) = outcomes.parts.remove(0);
         if path != output {
             std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
         }
-        Finished { report: part.report, summary: outcomes.summary }
+        Finished { report: Some(part.report), summary: outcomes.summary }
     } else {
         let parts: Vec<PartReport> = outcomes.parts.into_iter().map(|(_, part, _)| part).collect();
         let joined = join_workers(&parts);
         write_report(output, &joined)?;
-        Finished { report: joined, summary: None }
+        Finished { report: Some(joined), summary: None }
     };
+    // A report not read back is complete: the plugin renders only a complete walk's summary.
+    let complete = finished.report.as_ref().is_none_or(|r| r.meta.complete);
     Ok(match outcomes.stopped_by {
         Some(signal) => Walked::Partial(finished, signal),
-        None if !finished.report.meta.complete => Walked::Partial(finished, libc::SIGINT),
+        None if !complete => Walked::Partial(finished, libc::SIGINT),
         None => Walked::Done(finished),
     })
 }
@@ -176,17 +187,22 @@ fn settle(
                 return false;
             }
         };
+        o.summary = summary;
+        let Some(report) = report else {
+            // A sole worker's complete walk, summarised by its plugin: nothing more to walk.
+            o.rendered_whole = Some(path);
+            return false;
+        };
         let retired = report.meta.worker.is_some_and(|w| w.retired);
         let ended = retired.then(|| "replaced: over the memory budget (--max-memory)".to_string());
         o.parts.push((run, PartReport { name: nix_evalcost_core::workers::part_name(run), ended, report }, path));
-        o.summary = summary;
         // A retired worker leaves its slot to a replacement, unless the walk is stopping.
         return retired && outcome.stopped_by.is_none();
     }
     if outcome.stopped_by.is_some() {
         return false;
     }
-    match outcome.status.signal() {
+    match outcome.signal() {
         Some(signal) => {
             // Killed from outside (the kernel's OOM killer, SIGKILL): its finished units are
             // free again, the one it was on is lost; the replacement, walking from the start,
@@ -199,7 +215,7 @@ fn settle(
             true
         }
         None => {
-            let reason = outcome.error.unwrap_or_else(|| format!("nix exited with {}", outcome.status));
+            let reason = outcome.error.clone().unwrap_or_else(|| outcome.exit_description());
             o.failure.get_or_insert(anyhow!("a worker's nix could not evaluate the flake: {reason}"));
             false
         }

@@ -2,16 +2,15 @@
 //! flake's outputs, then prints the cost table of the report it wrote.
 
 use crate::nixrun::{self, EarlyReport, NixOutcome, NixRun, ReadEarly, Walk, WalkSystems};
-use crate::{table_options, SelectArgs};
+use crate::SelectArgs;
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use nix_evalcost_core::merge::{merge_report, MergeOptions, Merged};
+use nix_evalcost_core::merge::merge_report;
 use nix_evalcost_core::protocol;
-use nix_evalcost_core::render::{table, View};
 use nix_evalcost_core::report::Report;
+use nix_evalcost_core::summary::SummarySpec;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -110,6 +109,7 @@ impl WalkArgs {
             shard: self.shard,
             worker: None,
             only: None,
+            summary: None,
         };
         Ok((plugin, walk))
     }
@@ -117,9 +117,18 @@ impl WalkArgs {
 
 /// A walk's report, written at the output path.
 pub struct Finished {
-    pub report: Report,
-    /// The summary table's merge, when the walk was asked for it and did it beside nix's exit.
-    pub summary: Option<Merged>,
+    /// The report, unless all that was asked of it is its summary and the plugin rendered it.
+    pub report: Option<Report>,
+    /// The summary table, when the walk was asked for it and rendered it beside nix's exit.
+    pub summary: Option<String>,
+}
+
+/// The summary table a walk prints, and whether that is all the caller needs of its report
+/// (then the plugin renders it, and a complete report is not read back).
+#[derive(Clone)]
+pub struct Summarize {
+    pub spec: SummarySpec,
+    pub only_this: bool,
 }
 
 /// What one walk gave.
@@ -135,8 +144,10 @@ pub enum Walked {
 pub fn run(args: ProfileArgs) -> Result<i32> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let output = cwd.join(&args.output);
-    // The summary of the walk's report as it is; --isolate adds to it first.
-    let summarize = (!args.isolate).then(|| args.select.merge_options(true));
+    // The summary of the walk's report as it is; --isolate adds to it first. Flamegraphs and
+    // the HTML page need the report itself.
+    let only_this = !args.walk.stacks && args.html.is_none();
+    let summarize = (!args.isolate).then(|| Summarize { spec: args.select.summary_spec(&output), only_this });
     let walked = match (args.jobs, args.max_memory) {
         (None, None) => walk_to(&args.walk, &args.flake, &output, summarize)?,
         (jobs, max_rss) => {
@@ -147,7 +158,7 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
     let Finished { report, summary } = match walked {
         Walked::Done(finished) => finished,
         Walked::Partial(Finished { report, summary }, signal) => {
-            print_summary(&report, &output, &args.select, summary);
+            print_summary(report.as_ref(), &output, &args.select, summary);
             eprintln!("{}: the report holds the nodes walked so far; the node being walked is marked interrupted", stopped(signal));
             return Ok(exit_status_for(signal));
         }
@@ -156,19 +167,24 @@ pub fn run(args: ProfileArgs) -> Result<i32> {
             return Ok(exit_status_for(signal));
         }
     };
+    let Some(report) = report else {
+        // The plugin rendered the summary of the complete report, and nothing else needs it.
+        print_summary(None, &output, &args.select, summary);
+        return Ok(0);
+    };
     let mut report = report;
     if args.isolate {
         let jobs = usize::from(args.jobs.unwrap_or(1));
         let stop = super::isolate::isolate(&args.walk, &args.flake, &output, &mut report, jobs)?;
         nix_evalcost_core::report_io::write_report(&output, &report)?;
         if let Some(signal) = stop {
-            print_summary(&report, &output, &args.select, None);
+            print_summary(Some(&report), &output, &args.select, None);
             print_isolated(&report, args.select.metric);
             eprintln!("{}: the report holds the outputs evaluated alone so far", stopped(signal));
             return Ok(exit_status_for(signal));
         }
     }
-    print_summary(&report, &output, &args.select, summary);
+    print_summary(Some(&report), &output, &args.select, summary);
     if args.isolate {
         print_isolated(&report, args.select.metric);
     }
@@ -233,38 +249,39 @@ fn print_isolated(report: &Report, metric: &'static nix_evalcost_core::metric::M
     }
 }
 
-/// The summary and the table of `report` (`merged`: its merge by `select`, if done already).
-fn print_summary(report: &Report, output: &Path, select: &SelectArgs, merged: Option<Merged>) {
-    let merged = merged.unwrap_or_else(|| merge_report(report, output, &select.merge_options(true)));
-    let view = View::new(&merged, select.sort, select.top);
-    println!("{}", table::summary(report));
-    print!("{}", table::render(&view, &table_options()));
+/// The summary and the table of `report` (`text`: rendered already, by the plugin or beside
+/// the read).
+fn print_summary(report: Option<&Report>, output: &Path, select: &SelectArgs, text: Option<String>) {
+    let text = text.or_else(|| report.and_then(|r| nixrun::render_summary(&select.summary_spec(output), r)));
+    if let Some(text) = text {
+        print!("{text}");
+    }
     eprintln!("report written to {}", output.display());
-    // Like the report at the end of `run`: not freed row by row just before the exit.
-    std::mem::forget(merged);
 }
 
 /// Walks `flake` in a `nix` process with the plugin and writes the report at `output`
-/// (atomically: a staging file renamed when the plugin has written it), merged with
-/// `summarize` for the summary table if given.
-pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path, summarize: Option<MergeOptions>) -> Result<Walked> {
+/// (atomically: a staging file renamed when the plugin has written it), with the summary table
+/// `summarize` asks for, if given.
+pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path, summarize: Option<Summarize>) -> Result<Walked> {
     let staging = nixrun::staging_path(output)?;
-    let (plugin, walk) = args.prepare(flake, staging.clone())?;
+    let (plugin, mut walk) = args.prepare(flake, staging.clone())?;
+    walk.summary = summarize.as_ref().filter(|s| s.only_this).map(|s| s.spec.clone());
 
     let expression = walk.expression();
     let run = NixRun { nix: &args.nix, plugin: &plugin, expression: &expression, extra_args: &args.nix_args };
     let bar = progress_bar(args.no_progress);
     let mut early = EarlyReport::default().moving_to(output);
-    if let Some(options) = summarize {
-        early = early.summarizing(options, output);
+    if let Some(summarize) = summarize {
+        early = early.summarizing(summarize.spec);
     }
     let outcome = run.run(
         |line| {
             if early.read_if_written(&line, &staging) {
-                return;
+                return early.summarized();
             }
             bar.set_position(line.nodes);
             bar.set_message(line.path);
+            false
         },
         // nix's messages pass through, above the progress bar.
         |line| bar.suspend(|| eprintln!("{}", nix_evalcost_core::attrpath::sanitize_text(line))),
@@ -288,7 +305,8 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path, summarize: Option<Me
     // bad input (exit 1).
     let ReadEarly { report, summary } = early.or_read(output).map_err(|e| anyhow!("reading the report nix just wrote: {e}"))?;
     let finished = Finished { report, summary };
-    Ok(match finished.report.meta.complete {
+    // A report not read back is complete: the plugin renders only a complete walk's summary.
+    Ok(match finished.report.as_ref().is_none_or(|r| r.meta.complete) {
         true => Walked::Done(finished),
         false => Walked::Partial(finished, outcome.stopped_by.unwrap_or(libc::SIGINT)),
     })
@@ -299,7 +317,7 @@ fn no_report(args: &WalkArgs, flake: &str, plugin: &Path, outcome: &NixOutcome) 
     if let Some(signal) = outcome.stopped_by {
         return Ok(Walked::Stopped(signal));
     }
-    if let Some(signal) = outcome.status.signal() {
+    if let Some(signal) = outcome.signal() {
         let at = outcome.last_path.as_deref().map_or(String::new(), |p| format!(" while walking {p} (the last output it reported)"));
         let hint = if signal == libc::SIGKILL { " (the out-of-memory killer?)" } else { "" };
         bail!("nix was killed by {}{hint}{at}; no report was written", nixrun::signal_name(signal));
@@ -312,7 +330,7 @@ fn no_report(args: &WalkArgs, flake: &str, plugin: &Path, outcome: &NixOutcome) 
     // Explain a plugin that Nix could not load or use before blaming the flake. (Checked only
     // after a failure: it costs a `nix --version` run and a scan of the plugin.)
     nixrun::check_plugin_matches(plugin, &nixrun::nix_version(&args.nix)?)?;
-    let reason = outcome.error.clone().unwrap_or_else(|| format!("nix exited with {}", outcome.status));
+    let reason = outcome.error.clone().unwrap_or_else(|| outcome.exit_description());
     bail!("nix could not evaluate flake '{flake}': {reason}")
 }
 

@@ -297,7 +297,7 @@ impl EarlyReport {
         let mut at = path.to_path_buf();
         if let Some(to) = &self.move_to {
             // If this fails, the caller's own rename after nix exits says why.
-            if std::fs::rename(path, to).is_ok() {
+            if nix_evalcost_core::report_io::replace_file(path, to).is_ok() {
                 (self.moved, at) = (true, to.clone());
             }
         }

@@ -131,7 +131,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
     }
     let finished = if let Some(path) = outcomes.rendered_whole {
         if path != output {
-            std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+            nix_evalcost_core::report_io::replace_file(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
         }
         Finished { report: None, summary: outcomes.summary }
     } else if outcomes.parts.len() == 1 && !outcomes.parts[0].1.report.meta.parts.is_empty() {
@@ -139,7 +139,7 @@ pub fn walk_parallel(args: &WalkArgs, flake: &str, output: &Path, parallel: Para
         // into place already).
         let (_, part, path) = outcomes.parts.remove(0);
         if path != output {
-            std::fs::rename(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+            nix_evalcost_core::report_io::replace_file(&path, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
         }
         Finished { report: Some(part.report), summary: outcomes.summary }
     } else {

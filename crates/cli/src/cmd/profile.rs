@@ -298,7 +298,7 @@ pub fn walk_to(args: &WalkArgs, flake: &str, output: &Path, summarize: Option<Su
         if !staging.exists() {
             return no_report(args, flake, &plugin, &outcome);
         }
-        std::fs::rename(&staging, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
+        nix_evalcost_core::report_io::replace_file(&staging, output).with_context(|| format!("cannot move the report to {}", output.display()))?;
     }
 
     // The plugin wrote this report a moment ago: failing to read it is the tool's failure, not

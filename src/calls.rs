@@ -327,7 +327,11 @@ static SUMMARY: Mutex<Option<SummarySpec>> = Mutex::new(None);
 /// report and renders it itself.
 fn write_and_summarize(path: &Path, report: &Report) -> Result<WrittenFacts, String> {
     let spec = SUMMARY.lock().unwrap_or_else(|p| p.into_inner()).take().filter(|_| report.meta.complete);
-    let render = move || spec.and_then(|spec| guarded("rendering the summary", || spec.render(report)).ok());
+    let Some(spec) = spec else {
+        write_report(path, report).map_err(|e| e.to_string())?;
+        return Ok(WrittenFacts { complete: report.meta.complete, summary: None });
+    };
+    let render = move || guarded("rendering the summary", || spec.render(report)).ok();
     std::thread::scope(|scope| {
         let rendering = std::thread::Builder::new().name("evalcost-summary".into()).spawn_scoped(scope, render.clone()).ok();
         write_report(path, report).map_err(|e| e.to_string())?;

@@ -490,6 +490,15 @@ impl NixRun<'_> {
                 Err(_) => break, // every sender is gone: cannot happen before the waiter's event
             }
         }
+        if released {
+            // What nix printed before the report was written may still be on its way here.
+            while let Ok(event) = inbox.try_recv() {
+                if let NixEvent::Stderr(Some(line)) = event {
+                    on_stderr(&line);
+                    tail.push_back(line);
+                }
+            }
+        }
         signal_handle.close();
         let stopped_by = forwarder.join().unwrap_or(None);
         let _ = may_reap.send(());
